@@ -1,0 +1,28 @@
+# digisign-web developer targets.
+#   make demo   - set up .venv (if needed) and run the server with a virtual card
+#   make test   - the full test run (scripts/test.sh; extra pytest args: make test ARGS='-k foo')
+#   make lint   - ruff check
+#   make clean  - remove .venv, build output and caches
+
+VENV       := .venv
+LINT_PATHS := $(wildcard card digisign_web tests bench)
+ARGS       ?=
+
+.PHONY: demo test lint clean
+
+# Needs no pcscd and no apt packages beyond what pyscard's build needs
+# (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
+demo:
+	@test -x $(VENV)/bin/digisign-web || bash scripts/venv.sh .
+	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog terminal
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+lint:
+	@test -x $(VENV)/bin/ruff || bash scripts/venv.sh '.[test]'
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis .pcscd.log
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
