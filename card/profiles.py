@@ -1,0 +1,232 @@
+"""Card profiles: how to recognise a card by ATR and the quirks of talking to it.
+
+A profile is data, not a class hierarchy: the token code reads these fields and does the one generic
+ISO 7816-15 dance. A national card is an entry that holds only its ATRs, paths, references and quirks
+(the libelectronic-id model). Facts come from ``shared/reference/fineid-card.md``; each profile says
+how well it is tested in ``tested``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .pkcs15 import PKCS15_AID
+
+HASH_NIBBLE = {"SHA1": 0x10, "SHA224": 0x30, "SHA256": 0x40, "SHA384": 0x50, "SHA512": 0x60}
+HASH_SIZES = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+SCHEME_NIBBLE = {"pkcs1": 0x02, "ecdsa": 0x04, "pss": 0x05}
+
+# DER prefixes of DigestInfo for cards that want the host to build it (RFC 8017 §9.2 note 1).
+DIGEST_INFO_PREFIX = {
+    "SHA1": bytes.fromhex("3021300906052b0e03021a05000414"),
+    "SHA224": bytes.fromhex("302d300d06096086480165030402040500041c"),
+    "SHA256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+@dataclass(frozen=True)
+class AtrPattern:
+    """An ATR with ``??`` wildcard bytes, e.g. ``"3B 7F 96 00 00 80 31 B8 65 B0 85 ?? ?? ?? 12 24 60 82 90 00"``."""
+
+    pattern: str
+    name: str = ""
+
+    def matches(self, atr: bytes) -> bool:
+        parts = self.pattern.split()
+        if len(parts) != len(atr):
+            return False
+        return all(p == "??" or int(p, 16) == b for p, b in zip(parts, atr, strict=True))
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A key the profile knows without PKCS#15 (used when the card's directory files are unreadable)."""
+
+    role: str  # "authentication" or "signature"
+    cert_path: bytes
+    key_reference: int
+    pin_reference: int
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    name: str
+    description: str
+    atrs: tuple[AtrPattern, ...] = ()
+    historical_suffix: bytes = b""  # e.g. b"MyEID": matches when the ATR ends with these bytes
+    aid: bytes | None = PKCS15_AID
+    # PIN encoding: ASCII digits padded with pin_pad_char to pin_block bytes (0 = unpadded).
+    pin_pad_char: int = 0x00
+    pin_block: int = 12
+    max_tries: int | None = None
+    pin_info: str = "verify"  # "getdata-df21" (FINEID GET DATA) or "verify" (empty VERIFY)
+    # Signing: "hash-then-cds" = MSE, PSO:HASH(90), PSO:CDS; "cds-with-data" = MSE, PSO:CDS(data).
+    sign_style: str = "hash-then-cds"
+    mse_p1: int = 0x41
+    mse_extra: bytes = b""  # extra MSE data objects, e.g. CardOS's usage qualifier 95 01 40
+    alg_refs: str = "nibble"  # "nibble" (hash<<4 | scheme) or "myeid" (02 with DigestInfo, 04 ECDSA)
+    ec_signature: str = "raw"  # what PSO:CDS returns for EC keys: "raw" r||s or "der"
+    ec_hash_pad: int = 0  # left-pad EC hashes with zeros to this many bytes (0 = send as is)
+    known_keys: tuple[KnownKey, ...] = ()
+    emulated: bool = False  # True when our virtual card implements this profile's behaviour
+    tested: str = "profile entry only: not exercised by any test (no card, no emulation)"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def matches(self, atr: bytes) -> bool:
+        if any(p.matches(atr) for p in self.atrs):
+            return True
+        # Historical bytes end the ATR, except for a trailing TCK when T!=0 is offered.
+        suffix = self.historical_suffix
+        return bool(suffix) and (atr.endswith(suffix) or atr[:-1].endswith(suffix))
+
+    def algorithm_reference(self, scheme: str, hash_algorithm: str) -> int:
+        """The MSE ``80`` algorithm byte for a scheme (pkcs1/pss/ecdsa) and hash name."""
+        if self.alg_refs == "myeid":
+            return {"pkcs1": 0x02, "ecdsa": 0x04}[scheme]
+        return HASH_NIBBLE[hash_algorithm] | SCHEME_NIBBLE[scheme]
+
+
+FINEID_V4 = CardProfile(
+    name="fineid-v4",
+    description="FINEID v4 (Thales MultiApp 5.x, S4-1 v4.x): P-384 authentication and signature keys",
+    atrs=(
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00", "Thales MultiApp v5.0"),
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 05 10 24 12 24 60 82 90 00", "Thales MultiApp 5.x (2025)"),
+        # libelectronic-id's mask for FinEID Thales v4.0/v4.1 (bytes 12-13 free).
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 05 ?? ?? 12 24 60 82 90 00", "FINEID v4 family"),
+    ),
+    max_tries=5,
+    pin_info="getdata-df21",
+    known_keys=(
+        KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x11),
+        KnownKey("signature", bytes.fromhex("50164332"), 0x02, 0x82),
+    ),
+    emulated=True,
+    tested="against our virtual card (through pcscd+vpcd and in-process); APDUs follow hardware-derived traces",
+    notes=(
+        "12-byte 0x00-padded ASCII PINs; PIN1 ref 11, PIN2 ref 82, PUK ref 83",
+        "MSE:SET DST (80 alg, 84 key), PSO:HASH (90), PSO:CDS with exact Le; ECDSA comes back as raw r||s",
+    ),
+)
+
+FINEID_V3 = CardProfile(
+    name="fineid-v3",
+    description="FINEID v3 (Gemalto MultiApp 3.0/4.2, S4-1 v3.x): RSA authentication key, P-256 signature key",
+    atrs=(
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 04 02 1B 12 00 F6 82 90 00", "Gemalto MultiApp v4.2"),
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 03 00 EF 12 00 F6 82 90 00", "Gemalto MultiApp v3.0"),
+        AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 ?? ?? ?? 12 00 F6 82 90 00", "FINEID v3 family"),
+    ),
+    max_tries=5,
+    pin_info="getdata-df21",
+    known_keys=(
+        KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x11),
+        KnownKey("signature", bytes.fromhex("50164335"), 0x03, 0x82),
+    ),
+    emulated=True,
+    tested="against our virtual card (through pcscd+vpcd and in-process); APDUs follow hardware-derived traces",
+    notes=("as FINEID v4, but the signature key is the P-256 key 03 at 5016/4335",),
+)
+
+MYEID = CardProfile(
+    name="myeid",
+    description="Aventra MyEID (JavaCard applet)",
+    historical_suffix=b"MyEID",
+    atrs=(AtrPattern("3B 85 80 01 4D 79 45 49 44 78", "MyEID"),),
+    pin_pad_char=0xFF,
+    pin_block=8,
+    sign_style="cds-with-data",
+    alg_refs="myeid",
+    ec_signature="der",
+    notes=(
+        "PINs padded with FF to 8 bytes; PSO:CDS carries the DigestInfo (RSA, alg 02) or the hash (EC, alg 04)",
+        "EC signatures come back as DER and are converted to r||s",
+    ),
+)
+
+CARDOS_53 = CardProfile(
+    name="cardos-5.3",
+    description="Atos CardOS 5.3/5.4 with a PKCS#15 application",
+    atrs=(
+        AtrPattern("3B D2 18 00 81 31 FE 58 C9 02 17", "CardOS 5.3"),
+        AtrPattern("3B D2 18 00 81 31 FE 58 C9 03 16", "CardOS 5.3"),
+        AtrPattern("3B D2 18 00 81 31 FE 58 C9 04 11", "CardOS 5.4"),
+    ),
+    pin_block=8,
+    sign_style="cds-with-data",
+    alg_refs="myeid",
+    mse_extra=bytes.fromhex("950140"),
+    notes=("MSE carries the usage qualifier 95 01 40; PIN references are local (| 0x80)",),
+)
+
+IDPRIME = CardProfile(
+    name="idprime",
+    description="Thales/Gemalto IDPrime 930/940/3940 (proprietary index file, not ISO 7816-15)",
+    atrs=(
+        AtrPattern("3B 7F 96 00 00 80 31 80 65 B0 85 59 56 FB 12 0F FE 82 90 00", "IDPrime 940"),
+        AtrPattern("3B 8F 80 01 80 31 80 65 B0 85 59 56 FB 12 0F FC 82 90 00 68", "IDPrime 3940 contactless"),
+        AtrPattern("3B FF 96 00 00 81 31 FE 43 80 31 80 65 B0 85 05 00 39 12 0F FE 82 90 00 C8",
+                   "IDPrime 3940C"),
+    ),
+    aid=bytes.fromhex("A000000018800000000662"),
+    pin_block=16,
+    notes=(
+        "same MSE/PSO:HASH/PSO:CDS interface and alg refs as FINEID; echoes the hash when PSO:HASH has Le",
+        "certificates sit in a proprietary index file (0101), so only cards that also carry PKCS#15 work here",
+    ),
+)
+
+IAS_ECC = CardProfile(
+    name="ias-ecc",
+    description="IAS-ECC organisation cards (Oberthur Cosmo v7, IDEMIA ID.me / Cosmo X; DVV S4-2)",
+    atrs=(
+        AtrPattern("3B DF 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 90 00 DA", "Cosmo v7"),
+        AtrPattern("3B DD 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 48", "IDEMIA ID.me"),
+        AtrPattern("3B DD 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 83 49", "IDEMIA Cosmo X"),
+    ),
+    pin_block=0,
+    sign_style="cds-with-data",
+    notes=(
+        "S4-2: PIN1 ref 03, PIN2 ref 04, PUK 12; unpadded PINs of at most 8 digits",
+        "qualified key 82 local to DF 'E.SIGN'; PSO:CDS carries the digest inline (no PSO:HASH)",
+    ),
+)
+
+SETCOS = CardProfile(
+    name="setcos",
+    description="Setec SetCOS 4.4.1 and the SetCOS Java EID applet (legacy FINEID v1/v2)",
+    atrs=(
+        AtrPattern("3B 9F 94 80 1F C3 00 68 11 44 05 01 46 49 53 45 31 C8 ?? ?? ?? ??", "SetCOS 4.4.1"),
+        AtrPattern("3B 7B 94 00 00 80 62 ?? 51 56 46 69 6E 45 49 44", "FINEID v2 (SetCOS 5.1 EID)"),
+        AtrPattern("3B 7B 18 00 00 80 62 01 54 56 46 69 6E 45 49 44", "Segenmark FINEID"),
+    ),
+    pin_block=8,
+    sign_style="cds-with-data",
+    alg_refs="myeid",
+    notes=("RSA only; MSE P1 41 on 4.4 and the EID applet (81 on 4.3); alg 02 PKCS#1 with DigestInfo",),
+)
+
+GENERIC = CardProfile(
+    name="generic-pkcs15",
+    description="Unknown card with an ISO 7816-15 (PKCS#15) application, read generically",
+    tested="against our virtual card with an unknown ATR (allowUnknownCards)",
+)
+
+PROFILES: tuple[CardProfile, ...] = (FINEID_V4, FINEID_V3, MYEID, CARDOS_53, IDPRIME, IAS_ECC, SETCOS)
+
+
+def match_profile(atr: bytes) -> CardProfile | None:
+    """The profile whose ATR patterns match, exact entries first (they come first in each profile)."""
+    for profile in PROFILES:
+        if profile.matches(atr):
+            return profile
+    return None
+
+
+def profile_by_name(name: str) -> CardProfile:
+    for profile in (*PROFILES, GENERIC):
+        if profile.name == name:
+            return profile
+    raise KeyError(name)

@@ -1,0 +1,650 @@
+"""The token API: one card's certificates, keys, PINs and signing, read lazily and cached.
+
+A :class:`Token` wraps a transport (PC/SC or in-process) and a :class:`~card.profiles.CardProfile`.
+The first use reads what it needs (PKCS#15 directory files, then certificates) and keeps it, so a
+signature with a warm token costs only VERIFY (when asked), MSE, PSO:HASH and PSO:CDS (plus GET
+RESPONSE on T=0). A removed card raises :class:`~card.errors.CardRemovedError` and voids the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
+
+from . import pkcs15
+from .apdu import Command, Response, find_tlv, parse_tlv
+from .errors import (
+    CardError,
+    CardRemovedError,
+    FileNotFoundOnCardError,
+    InvalidPinFormatError,
+    MalformedResponseError,
+    PinBlockedError,
+    PinInvalidatedError,
+    StatusWordError,
+    UnsupportedCardError,
+    WrongPinError,
+)
+from .profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
+from .readers import matches_wildcards
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MF = b"\x3f\x00"
+FID_DIR = bytes.fromhex("2F00")
+FID_OD = bytes.fromhex("5031")
+FID_TOKENINFO = bytes.fromhex("5032")
+MAX_FILE = 32767  # READ BINARY offsets are 15 bits
+# Names that FINEID certificates use but RFC 4514 has no short form for.
+NAME_OVERRIDES = {NameOID.SERIAL_NUMBER: "serialNumber", NameOID.SURNAME: "SN",
+                  NameOID.GIVEN_NAME: "GN"}
+
+
+@dataclass(frozen=True)
+class PinStatus:
+    """What the card says about a PIN without spending a try."""
+
+    tries_left: int | None
+    max_tries: int | None
+    blocked: bool
+    must_change: bool = False
+    verified: bool | None = None  # only the empty-VERIFY probe can tell
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate on the card, with the private key and PIN that go with it (if any)."""
+
+    der: bytes
+    label: str
+    id: bytes
+    key: pkcs15.KeyInfo | None
+    pin: pkcs15.PinInfo | None
+    authority: bool = False
+
+    @cached_property
+    def x509(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.der)
+
+    @property
+    def subject(self) -> str:
+        return self.x509.subject.rfc4514_string(NAME_OVERRIDES)
+
+    @property
+    def issuer(self) -> str:
+        return self.x509.issuer.rfc4514_string(NAME_OVERRIDES)
+
+    @property
+    def key_usage(self) -> list[str]:
+        try:
+            usage = self.x509.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            return []
+        names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                 "key_agreement", "key_cert_sign", "crl_sign"]
+        out = [n for n in names if getattr(usage, n)]
+        return ["non_repudiation" if n == "content_commitment" else n for n in out]
+
+    @property
+    def role(self) -> str:
+        """``signature`` (nonRepudiation, PIN2), ``authentication`` (digitalSignature), ``ca`` or ``other``."""
+        usage = self.key_usage
+        if self.authority or "key_cert_sign" in usage:
+            return "ca"
+        if "non_repudiation" in usage:
+            return "signature"
+        if "digital_signature" in usage:
+            return "authentication"
+        if self.key is not None:
+            if "non_repudiation" in self.key.usage:
+                return "signature"
+            if "sign" in self.key.usage:
+                return "authentication"
+        return "other"
+
+    @property
+    def key_algorithm(self) -> str:
+        return "EC" if isinstance(self.x509.public_key(), ec.EllipticCurvePublicKey) else "RSA"
+
+    @property
+    def key_size(self) -> int:
+        return self.x509.public_key().key_size  # type: ignore[union-attr]
+
+    @property
+    def curve(self) -> str | None:
+        public = self.x509.public_key()
+        return public.curve.name if isinstance(public, ec.EllipticCurvePublicKey) else None
+
+
+def ecdsa_raw_to_der(raw: bytes) -> bytes:
+    """r||s (what FINEID returns, and XMLDSig wants) to DER Ecdsa-Sig-Value (what CMS and Java want)."""
+    if not raw or len(raw) % 2:
+        raise ValueError("raw ECDSA signature must have an even, non-zero length")
+    half = len(raw) // 2
+    return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+
+
+def ecdsa_der_to_raw(der: bytes, field_bytes: int) -> bytes:
+    r, s = utils.decode_dss_signature(der)
+    return r.to_bytes(field_bytes, "big") + s.to_bytes(field_bytes, "big")
+
+
+def _fcp_size(data: bytes) -> int | None:
+    """File size from an FCP/FCI (tag 80, else 81), or None if the card does not say."""
+    try:
+        items = parse_tlv(data)
+        template = find_tlv(items, 0x62) or find_tlv(items, 0x6F)
+        inner = template.children() if template is not None and template.constructed else items
+    except MalformedResponseError:
+        return None
+    for tag in (0x80, 0x81):
+        item = find_tlv(inner, tag)
+        if item is not None and 1 <= len(item.value) <= 3:
+            return int.from_bytes(item.value, "big")
+    return None
+
+
+class Token:
+    """One card in one reader. Not thread-safe by itself: callers serialise (one operation at a time)."""
+
+    def __init__(self, transport: Transport, profile: CardProfile, app_path: bytes | None = None):
+        self.transport = transport
+        self.profile = profile
+        self.app_path = app_path  # absolute path of the PKCS#15 DF, when known (from EF.DIR)
+        self.removed = False
+        self._app_ready = False
+        self._files: dict[bytes, bytes] = {}
+        self._od: pkcs15.ObjectDirectory | None = None
+        self._token_info: pkcs15.TokenInfoData | None = None
+        self._pins: list[pkcs15.PinInfo] | None = None
+        self._keys: list[pkcs15.KeyInfo] | None = None
+        self._certs: list[Certificate] | None = None
+        self._known_layout = False
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        transport: Transport,
+        *,
+        allow_unknown_cards: bool = True,
+        valid_token_info_label: str = "",
+    ) -> Token:
+        """Recognise the card (ATR, then the PKCS#15 application) and return a token for it.
+
+        Raises :class:`UnsupportedCardError` for a card we should not use: unknown ATR with
+        ``allow_unknown_cards`` off, no PKCS#15 application, or a label that fails the filter.
+        """
+        profile = match_profile(transport.atr)
+        if profile is None and not allow_unknown_cards:
+            raise UnsupportedCardError(
+                f"unknown card (ATR {transport.atr.hex(' ').upper()}) and allowUnknownCards is off")
+        token = cls(transport, profile or GENERIC)
+        token._locate_application(confirm_profile=profile is not None)
+        if valid_token_info_label and valid_token_info_label.strip() not in ("", "0"):
+            label = token.token_info.label
+            if not matches_wildcards(valid_token_info_label, label):
+                raise UnsupportedCardError(
+                    f"token label {label!r} does not match validTokenInfoLabel {valid_token_info_label!r}")
+        return token
+
+    def _locate_application(self, confirm_profile: bool) -> None:
+        aid = self.profile.aid or pkcs15.PKCS15_AID
+        response = self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, aid, name="SELECT AID"))
+        if response.ok:
+            self._app_ready = True
+            return
+        if self.profile.emulated or self.profile.name.startswith("fineid"):
+            # FINEID is confirmed by the application SELECT (as OpenSC does); no app, no FINEID.
+            raise UnsupportedCardError(
+                f"ATR looks like {self.profile.name} but the PKCS#15 application is missing "
+                f"(SW {response.sw:04X})")
+        # Generic: EF.DIR tells where the PKCS#15 application is.
+        try:
+            apps = pkcs15.parse_dir(self._read_file(MF + FID_DIR))
+        except (FileNotFoundOnCardError, StatusWordError) as exc:
+            raise UnsupportedCardError(f"no PKCS#15 application on the card ({exc})") from exc
+        for app in apps:
+            if app.aid == pkcs15.PKCS15_AID or app.aid == aid:
+                if app.path:
+                    self.app_path = app.path if app.path.startswith(MF) else MF + app.path
+                    self._select(self.app_path, fcp=False)
+                    self._app_ready = True
+                else:
+                    self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, app.aid, name="SELECT AID")).check(
+                        "SELECT AID")
+                    self._app_ready = True
+                return
+        raise UnsupportedCardError("no PKCS#15 application on the card")
+
+    # -- low level ----------------------------------------------------------------------------
+    def _transmit(self, command: Command) -> Response:
+        if self.removed:
+            raise CardRemovedError("the card was removed; open the token again")
+        try:
+            return self.transport.transmit(command)
+        except CardRemovedError:
+            self.invalidate()
+            raise
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        if self.removed:
+            raise CardRemovedError("the card was removed; open the token again")
+        try:
+            with self.transport.transaction():
+                return fn()
+        except CardRemovedError:
+            self.invalidate()
+            raise
+
+    def _load(self, fn: Callable[[], T]) -> T:
+        """Run a cold read, then make sure the application is selected again, so that the reads
+        (which may wander outside it) cost the next PIN or signing operation nothing."""
+        def run() -> T:
+            result = fn()
+            self._ensure_app()
+            return result
+
+        return self._guard(run)
+
+    def invalidate(self) -> None:
+        """Forget everything about the card (it was removed or replaced)."""
+        self.removed = True
+        self._files.clear()
+        self._od = self._token_info = None
+        self._pins = self._keys = None
+        self._certs = None
+
+    def _ensure_app(self) -> None:
+        if self._app_ready:
+            return
+        if self.app_path:
+            self._select(self.app_path, fcp=False)
+        else:
+            aid = self.profile.aid or pkcs15.PKCS15_AID
+            self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, aid, name="SELECT AID")).check("SELECT AID")
+        self._app_ready = True
+
+    def _absolute(self, path: bytes) -> bytes:
+        if path.startswith(MF) or not self.app_path:
+            return path
+        return self.app_path + path
+
+    def _select(self, path: bytes, fcp: bool = True) -> int | None:
+        rel = path[2:] if path.startswith(MF) else path
+        if not rel:
+            command = Command(0x00, 0xA4, 0x00, 0x0C, MF, name="SELECT MF")
+            self._transmit(command).check(command.name)
+            return None
+        if fcp:
+            command = Command(0x00, 0xA4, 0x08, 0x04, rel, le=0, name="SELECT FILE")
+        else:
+            command = Command(0x00, 0xA4, 0x08, 0x0C, rel, name="SELECT FILE")
+        response = self._transmit(command).check(f"SELECT {path.hex().upper()}")
+        return _fcp_size(response.data) if fcp else None
+
+    def _read_file(self, path: bytes) -> bytes:
+        path = self._absolute(path)
+        if path in self._files:
+            return self._files[path]
+        size = self._select(path)
+        if path.startswith(MF) and not (self.app_path and path.startswith(self.app_path)):
+            # An absolute path may lead out of the application: select it again before PIN use.
+            self._app_ready = False
+        data = bytearray()
+        limit = size if size is not None else MAX_FILE
+        while len(data) < limit:
+            want = min(256, limit - len(data))
+            offset = len(data)
+            command = Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=want & 0xFF,
+                              name="READ BINARY")
+            response = self._transmit(command)
+            if response.sw in (0x6282, 0x6B00) and size is None:
+                data += response.data
+                break
+            response.check("READ BINARY", allow=(0x6282,))
+            if not response.data:
+                break
+            data += response.data
+            if response.sw == 0x6282 or len(response.data) < want:
+                break
+        if size is not None and len(data) != size:
+            raise MalformedResponseError(f"file {path.hex()} has {len(data)} bytes, FCP said {size}")
+        self._files[path] = bytes(data)
+        return bytes(data)
+
+    # -- PKCS#15 (lazy) -----------------------------------------------------------------------
+    def _app_file(self, fid: bytes) -> bytes:
+        self._ensure_app()
+        return self._read_file(fid if self.app_path is None else self.app_path + fid)
+
+    @property
+    def atr(self) -> bytes:
+        return self.transport.atr
+
+    @property
+    def reader(self) -> str:
+        return self.transport.reader
+
+    @property
+    def token_info(self) -> pkcs15.TokenInfoData:
+        if self._token_info is None:
+            try:
+                self._token_info = self._guard(lambda: pkcs15.parse_token_info(self._app_file(FID_TOKENINFO)))
+            except FileNotFoundOnCardError:
+                self._token_info = pkcs15.TokenInfoData(version=0, serial="", label="")
+        return self._token_info
+
+    @property
+    def serial(self) -> str:
+        return self.token_info.serial
+
+    @property
+    def label(self) -> str:
+        return self.token_info.label
+
+    def _object_directory(self) -> pkcs15.ObjectDirectory | None:
+        if self._od is None and not self._known_layout:
+            try:
+                self._od = pkcs15.parse_od(self._app_file(FID_OD))
+            except FileNotFoundOnCardError:
+                if not self.profile.known_keys:
+                    raise
+                log.info("no EF.OD on this %s card: using the profile's known layout", self.profile.name)
+                self._known_layout = True
+        return self._od
+
+    def _directory(self, kind: str, parse: Callable[[bytes], list[T]]) -> list[T]:
+        od = self._object_directory()
+        out: list[T] = []
+        for path in od.get(kind) if od else []:
+            out.extend(parse(self._read_file(path)))
+        return out
+
+    @property
+    def pins(self) -> list[pkcs15.PinInfo]:
+        if self._pins is None:
+            self._pins = self._load(self._load_pins)
+        return self._pins
+
+    def _load_pins(self) -> list[pkcs15.PinInfo]:
+        self._object_directory()
+        if self._known_layout:
+            refs = sorted({k.pin_reference for k in self.profile.known_keys})
+            pins = [pkcs15.PinInfo(f"PIN {r:02X}", bytes((r,)), r, 4 if r == 0x11 else 6,
+                                   self.profile.pin_block, 12, pad_char=self.profile.pin_pad_char,
+                                   flags=frozenset({"needs_padding"})) for r in refs]
+            pins.append(pkcs15.PinInfo("PUK", b"\x83", 0x83, 8, self.profile.pin_block, 12,
+                                       pad_char=self.profile.pin_pad_char,
+                                       flags=frozenset({"needs_padding", "unblocking_pin"})))
+            return pins
+        return self._directory("auth_objects", pkcs15.parse_aodf)
+
+    @property
+    def keys(self) -> list[pkcs15.KeyInfo]:
+        if self._keys is None:
+            self._keys = self._load(self._load_keys)
+        return self._keys
+
+    def _load_keys(self) -> list[pkcs15.KeyInfo]:
+        self._object_directory()
+        if self._known_layout:
+            return [c.key for c in self.certificates() if c.key is not None]
+        return self._directory("private_keys", pkcs15.parse_prkdf)
+
+    def certificates(self) -> list[Certificate]:
+        """Every certificate on the card: keyed leaves first (authentication, signature), then CAs."""
+        if self._certs is None:
+            self._certs = self._load(self._load_certificates)
+        return self._certs
+
+    def _load_certificates(self) -> list[Certificate]:
+        self._object_directory()
+        certs: list[Certificate] = []
+        if self._known_layout:
+            pins = {p.reference: p for p in self.pins}
+            for known in self.profile.known_keys:
+                try:
+                    der = self._app_file(known.cert_path)
+                except FileNotFoundOnCardError:
+                    continue  # an empty slot
+                cert = x509.load_der_x509_certificate(der)
+                public = cert.public_key()
+                algorithm = "EC" if isinstance(public, ec.EllipticCurvePublicKey) else "RSA"
+                usage = {"non_repudiation"} if known.role == "signature" else {"sign"}
+                key = pkcs15.KeyInfo(known.role, bytes((known.key_reference,)), frozenset(usage),
+                                     known.key_reference, bytes((known.pin_reference,)), algorithm,
+                                     public.key_size, 1 if known.role == "signature" else 0)  # type: ignore[union-attr]
+                certs.append(Certificate(der, known.role, key.id, key, pins.get(known.pin_reference)))
+            return certs
+        refs = self._directory("certificates", pkcs15.parse_cdf)
+        refs += self._directory("trusted_certificates", pkcs15.parse_cdf)
+        keys = {k.id: k for k in self.keys}
+        pins = {p.auth_id: p for p in self.pins}
+        for ref in refs:
+            der = self._read_file(ref.path)
+            if ref.offset is not None and ref.length is not None:
+                der = der[ref.offset:ref.offset + ref.length]
+            try:
+                x509.load_der_x509_certificate(der)
+            except ValueError as exc:
+                raise MalformedResponseError(f"certificate {ref.label!r} does not parse: {exc}") from exc
+            key = keys.get(ref.id) if not ref.authority else None
+            pin = pins.get(key.auth_id) if key is not None and key.auth_id else None
+            certs.append(Certificate(der, ref.label, ref.id, key, pin, ref.authority))
+        order = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
+        return sorted(certs, key=lambda c: order[c.role])
+
+    def chain(self, leaf: Certificate) -> list[x509.Certificate]:
+        """leaf, then the issuing certificates found on the card, in order (as far as the card has them)."""
+        out = [leaf.x509]
+        cas = [c.x509 for c in self.certificates() if c.role == "ca"]
+        while True:
+            current = out[-1]
+            if current.issuer == current.subject:
+                break
+            issuer = next((c for c in cas if c.subject == current.issuer and c not in out), None)
+            if issuer is None:
+                break
+            out.append(issuer)
+        return out
+
+    # -- PINs ---------------------------------------------------------------------------------
+    def pin(self, reference: int) -> pkcs15.PinInfo:
+        for pin in self.pins:
+            if pin.reference == reference:
+                return pin
+        raise KeyError(f"no PIN with reference {reference:02X}")
+
+    def puk(self) -> pkcs15.PinInfo | None:
+        return next((p for p in self.pins if p.is_puk), None)
+
+    def encode_pin(self, pin: pkcs15.PinInfo, value: str) -> bytes:
+        """The PIN block the card expects; refuses bad PINs before they can spend a try."""
+        if pin.pin_type in ("ascii-numeric", "bcd", "half-nibble-bcd") and not value.isdigit():
+            raise InvalidPinFormatError(f"{pin.label}: the PIN must be digits only")
+        if not value.isascii() or not value.isprintable():
+            raise InvalidPinFormatError(f"{pin.label}: the PIN has characters the card cannot take")
+        if not pin.min_length <= len(value) <= pin.max_length:
+            raise InvalidPinFormatError(
+                f"{pin.label}: the PIN must have {pin.min_length} to {pin.max_length} characters")
+        raw = value.encode("ascii")
+        block = pin.stored_length if (pin.needs_padding or self.profile.pin_block) else 0
+        if block:
+            raw = raw.ljust(block, bytes((pin.pad_char,)))
+        return raw
+
+    def pin_status(self, pin: pkcs15.PinInfo) -> PinStatus:
+        """Tries left, blocked, must-change, without spending a try (GET DATA, else empty VERIFY)."""
+        return self._guard(lambda: self._pin_status(pin))
+
+    def _pin_status(self, pin: pkcs15.PinInfo) -> PinStatus:
+        self._ensure_app()
+        max_tries = self.profile.max_tries
+        if self.profile.pin_info == "getdata-df21":
+            query = bytes.fromhex("A0038301") + bytes((pin.reference,))
+            response = self._transmit(Command(0x00, 0xCB, 0x00, 0xFF, query, le=0, name="GET DATA"))
+            if response.ok:
+                try:
+                    template = find_tlv(parse_tlv(response.data), 0xA0)
+                    inner = template.children() if template is not None else []
+                    tries_tlv = find_tlv(inner, 0xDF21)
+                    changed = find_tlv(inner, 0xDF2F)
+                except MalformedResponseError:
+                    tries_tlv = changed = None
+                if tries_tlv is not None and tries_tlv.value:
+                    tries = tries_tlv.value[0]
+                    return PinStatus(tries, max_tries, tries == 0,
+                                     must_change=changed is not None and changed.value == b"\x00")
+        response = self._transmit(Command(0x00, 0x20, 0x00, pin.reference, name="VERIFY (status)"))
+        if response.ok:
+            return PinStatus(None, max_tries, False, verified=True)
+        if 0x63C1 <= response.sw <= 0x63CF:
+            return PinStatus(response.sw & 0x0F, max_tries, False, verified=False)
+        if response.sw in (0x6983, 0x63C0):
+            return PinStatus(0, max_tries, True, verified=False)
+        if response.sw == 0x6984:
+            return PinStatus(None, max_tries, False, must_change=True, verified=False)
+        response.check("VERIFY (status)")
+        return PinStatus(None, max_tries, False)
+
+    def verify_pin(self, pin: pkcs15.PinInfo, value: str) -> None:
+        """VERIFY once. A wrong PIN raises :class:`WrongPinError` (with tries left); never retried."""
+        block = self.encode_pin(pin, value)
+
+        def run() -> None:
+            self._ensure_app()
+            self._transmit(Command(0x00, 0x20, 0x00, pin.reference, block, name="VERIFY")).check("VERIFY")
+
+        self._guard(run)
+
+    def change_pin(self, pin: pkcs15.PinInfo, old: str, new: str) -> None:
+        data = self.encode_pin(pin, old) + self.encode_pin(pin, new)
+
+        def run() -> None:
+            self._ensure_app()
+            self._transmit(Command(0x00, 0x24, 0x00, pin.reference, data, name="CHANGE REFERENCE DATA")
+                           ).check("CHANGE REFERENCE DATA")
+
+        self._guard(run)
+
+    def unblock_pin(self, pin: pkcs15.PinInfo, puk: str, new: str) -> None:
+        """RESET RETRY COUNTER with the PUK and a new PIN. A wrong PUK spends the PUK's own tries."""
+        puk_info = self.puk() or pin
+        data = self.encode_pin(puk_info, puk) + self.encode_pin(pin, new)
+
+        def run() -> None:
+            self._ensure_app()
+            self._transmit(Command(0x00, 0x2C, 0x00, pin.reference, data, name="RESET RETRY COUNTER")
+                           ).check("RESET RETRY COUNTER")
+
+        self._guard(run)
+
+    def logout(self) -> None:
+        """Drop every verified PIN: re-select the application (FINEID) or reset the card."""
+        def run() -> None:
+            if self.profile.aid is not None and self.app_path is None:
+                self._app_ready = False
+                self._ensure_app()
+            else:
+                self.transport.reset()
+                self._app_ready = False
+
+        self._guard(run)
+
+    # -- signing ------------------------------------------------------------------------------
+    def sign_digest(
+        self,
+        key: pkcs15.KeyInfo | Certificate,
+        hash_algorithm: str,
+        digest: bytes,
+        *,
+        pin: str | None = None,
+        pss: bool = False,
+    ) -> bytes:
+        """Sign a precomputed digest on the card; RSA PKCS#1 v1.5 (or PSS) bytes, or ECDSA r||s.
+
+        With ``pin`` the key's PIN is verified first, inside the same card transaction, so no other
+        application can slip in between. A wrong PIN raises and nothing is signed.
+        """
+        cert = key if isinstance(key, Certificate) else self._cert_for(key)
+        info = key.key if isinstance(key, Certificate) else key
+        if info is None:
+            raise CardError("this certificate has no private key on the card")
+        hash_algorithm = hash_algorithm.upper().replace("-", "")
+        if hash_algorithm not in HASH_SIZES:
+            raise ValueError(f"unsupported hash algorithm {hash_algorithm}")
+        if len(digest) != HASH_SIZES[hash_algorithm]:
+            raise ValueError(f"a {hash_algorithm} digest has {HASH_SIZES[hash_algorithm]} bytes, got {len(digest)}")
+        if info.key_reference is None:
+            raise CardError(f"key {info.label!r} has no key reference")
+        ec_key = info.algorithm == "EC"
+        size = info.size or (cert.key_size if cert else 0)
+        if ec_key:
+            field_bytes = (size + 7) // 8
+            expected = 2 * field_bytes
+        else:
+            expected = size // 8
+        pin_info = (cert.pin if cert else None) or self._pin_for(info)
+        scheme = "ecdsa" if ec_key else ("pss" if pss else "pkcs1")
+        alg = self.profile.algorithm_reference(scheme, hash_algorithm)
+        block = self.encode_pin(pin_info, pin) if pin is not None and pin_info is not None else None
+
+        def run() -> bytes:
+            self._ensure_app()
+            if block is not None and pin_info is not None:
+                self._transmit(Command(0x00, 0x20, 0x00, pin_info.reference, block, name="VERIFY")
+                               ).check("VERIFY")
+            mse = bytes((0x80, 1, alg, 0x84, 1, info.key_reference)) + self.profile.mse_extra
+            self._transmit(Command(0x00, 0x22, self.profile.mse_p1, 0xB6, mse, name="MSE:SET DST")
+                           ).check("MSE:SET DST")
+            le = expected if 0 < expected < 256 else 0
+            if self.profile.sign_style == "hash-then-cds":
+                value = digest
+                if ec_key and self.profile.ec_hash_pad:
+                    value = digest.rjust(self.profile.ec_hash_pad, b"\x00")
+                self._transmit(Command(0x00, 0x2A, 0x90, 0xA0, bytes((0x90, len(value))) + value,
+                                       name="PSO:HASH")).check("PSO:HASH")
+                response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, le=le, name="PSO:CDS"))
+            else:
+                data = digest if ec_key or scheme == "pss" else DIGEST_INFO_PREFIX[hash_algorithm] + digest
+                response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, data, le=le, name="PSO:CDS"))
+            return response.check("PSO:CDS").data
+
+        signature = self._guard(run)
+        if ec_key and self.profile.ec_signature == "der":
+            signature = ecdsa_der_to_raw(signature, (size + 7) // 8)
+        if expected and len(signature) != expected:
+            raise MalformedResponseError(f"signature has {len(signature)} bytes, expected {expected}")
+        return signature
+
+    def _cert_for(self, key: pkcs15.KeyInfo) -> Certificate | None:
+        return next((c for c in self.certificates() if c.key is not None and c.key.id == key.id), None)
+
+    def _pin_for(self, key: pkcs15.KeyInfo) -> pkcs15.PinInfo | None:
+        return next((p for p in self.pins if key.auth_id and p.auth_id == key.auth_id), None)
+
+
+def is_pin_outcome(exc: BaseException) -> bool:
+    """True for the PIN results a dialog shows to the user (wrong, blocked, invalidated)."""
+    return isinstance(exc, WrongPinError | PinBlockedError | PinInvalidatedError)
+
+
+__all__ = [
+    "Certificate",
+    "PinStatus",
+    "Token",
+    "ecdsa_der_to_raw",
+    "ecdsa_raw_to_der",
+    "is_pin_outcome",
+]
