@@ -1,0 +1,244 @@
+"""The ``digisign-web`` command: ``serve``, ``list`` and ``virtual-card``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from card import (
+    VIRTUAL_PROFILES,
+    CardError,
+    CardManager,
+    CardPolicy,
+    Token,
+    TransportError,
+    VirtualCard,
+    list_readers,
+    vpcd,
+)
+
+log = logging.getLogger("digisign_web")
+
+
+def default_state_dir() -> Path:
+    """``$XDG_CONFIG_HOME/digisign-web`` (``~/.config/digisign-web``): TLS material and the virtual card's PKI."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "digisign-web"
+
+
+def _add_card_policy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exclude-reader", default="", metavar="PATTERNS",
+                        help="space-separated reader name wildcards to ignore, e.g. '*O2* *CCID*'")
+    parser.add_argument("--allow-unknown-cards", type=int, choices=(0, 1), default=1,
+                        help="read cards with an unknown ATR generically if they carry PKCS#15 (default 1)")
+    parser.add_argument("--valid-token-info-label", default="", metavar="PATTERNS",
+                        help="accept only tokens whose TokenInfo label matches one of these wildcards")
+
+
+def _policy(args: argparse.Namespace) -> CardPolicy:
+    return CardPolicy(exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),
+                      valid_token_info_label=args.valid_token_info_label)
+
+
+def _token_report(token: Token) -> dict[str, object]:
+    certs = []
+    for cert in token.certificates():
+        entry: dict[str, object] = {
+            "label": cert.label,
+            "role": cert.role,
+            "subject": cert.subject,
+            "issuer": cert.issuer,
+            "serial_number": format(cert.x509.serial_number, "X"),
+            "not_after": cert.x509.not_valid_after_utc.isoformat(),
+            "key_usage": cert.key_usage,
+            "key_algorithm": cert.key_algorithm,
+            "key_size": cert.key_size,
+            "curve": cert.curve,
+        }
+        if cert.key is not None:
+            entry["key_reference"] = cert.key.key_reference
+        if cert.pin is not None:
+            status = token.pin_status(cert.pin)
+            entry["pin"] = {
+                "label": cert.pin.label,
+                "reference": cert.pin.reference,
+                "tries_left": status.tries_left,
+                "max_tries": status.max_tries,
+                "blocked": status.blocked,
+                "must_change": status.must_change,
+            }
+        certs.append(entry)
+    return {
+        "reader": token.reader,
+        "atr": token.atr.hex(" ").upper(),
+        "profile": token.profile.name,
+        "serial": token.serial,
+        "label": token.label,
+        "certificates": certs,
+    }
+
+
+def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object]],
+                problems: dict[str, str]) -> None:
+    if not readers:
+        print("No readers found.")
+    by_reader = {r["reader"]: r for r in reports}
+    for reader, atr in readers.items():
+        print(f"Reader: {reader}")
+        if atr is None:
+            print("  (no card)")
+            continue
+        report = by_reader.get(reader)
+        if report is None:
+            print(f"  ATR {atr.hex(' ').upper()}: not usable: {problems.get(reader, 'unknown reason')}")
+            continue
+        print(f"  Token: {report['profile']}  serial {report['serial']}  label {report['label']!r}")
+        print(f"  ATR:   {report['atr']}")
+        for cert in report["certificates"]:  # type: ignore[attr-defined]
+            algo = f"{cert['key_algorithm']} {cert['curve'] or cert['key_size']}"
+            print(f"  - [{cert['role']}] {cert['label']}")
+            print(f"      subject:   {cert['subject']}")
+            print(f"      issuer:    {cert['issuer']}")
+            print(f"      key usage: {', '.join(cert['key_usage'])}   key: {algo}")
+            pin = cert.get("pin")
+            if pin:
+                state = "BLOCKED (unblock with the PUK)" if pin["blocked"] else (
+                    f"{pin['tries_left']} of {pin['max_tries'] or '?'} tries left")
+                if pin["must_change"]:
+                    state += ", must be changed"
+                print(f"      PIN:       {pin['label']} ({state})")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    virtual = None
+    if args.virtual_card:
+        virtual = VirtualCard(args.virtual_card, args.state_dir)
+    manager = CardManager(_policy(args), virtual=virtual)
+    try:
+        if virtual is None:
+            list_readers()  # fail fast, with the reason, when pcscd is not there
+        manager.start()
+        manager.wait_settled(timeout=args.wait)
+        reports = []
+        stats = []
+        for token in manager.tokens():
+            try:
+                reports.append(_token_report(token))
+                stats.append({"reader": token.reader, **token.transport.stats.snapshot()})
+            except CardError as exc:
+                log.error("%s: %s", token.reader, exc)
+        readers, problems = manager.readers(), manager.problems()
+    except TransportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        manager.stop()
+    if args.json:
+        out: dict[str, object] = {
+            "readers": [{"name": r, "card": a is not None, "problem": problems.get(r)}
+                        for r, a in readers.items()],
+            "tokens": reports,
+        }
+        if args.stats:
+            out["apdu_stats"] = stats
+        print(json.dumps(out, indent=2))
+    else:
+        _print_text(readers, reports, problems)
+        if args.stats:
+            for entry in stats:
+                print(f"APDUs for {entry['reader']}: {entry['apdus']} "
+                      f"({entry['bytes_sent']} bytes sent, {entry['bytes_received']} received)")
+    return 0
+
+
+def cmd_virtual_card(args: argparse.Namespace) -> int:
+    atr = bytes.fromhex(args.atr.replace(" ", "").replace(":", "")) if args.atr else None
+    card = VirtualCard(args.profile, args.state_dir, atr=atr, token_label=args.label)
+    card.faults.delay = args.slow_ms / 1000.0
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    def on_usr1(signum: int, frame: object) -> None:
+        if card.present:
+            card.remove()
+        else:
+            card.insert()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGUSR1, on_usr1)
+    print(f"virtual card {args.profile} (serial {card.identity.serial}) -> vpcd {args.host}:{args.port}; "
+          f"PKI in {Path(args.state_dir) / 'virtual-card'}; SIGUSR1 toggles removal, SIGTERM stops",
+          flush=True)
+    vpcd.run(card, args.host, args.port, stop)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digisign-web", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the local HTTPS signing server")
+    p.add_argument("--config", type=Path, help="DigiSign.conf-style settings file")
+    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--port", type=int, default=53952, help="first HTTPS port to try (then 23124, 8089)")
+    p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
+                   help="serve an in-process virtual card instead of PC/SC readers")
+    p.add_argument("--dialog", choices=("web", "terminal", "auto"), default="terminal")
+    p.add_argument("--auto-pin1", default="1234")
+    p.add_argument("--auto-pin2", default="123456")
+    p.add_argument("--auto-cancel", action="store_true")
+    _add_card_policy(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("list", help="list readers, tokens, certificates and PIN status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--stats", action="store_true", help="also report the APDUs this listing cost")
+    p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
+                   help="list an in-process virtual card instead of PC/SC readers")
+    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_card_policy(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("virtual-card", help="plug the virtual FINEID card into pcscd through vpcd")
+    p.add_argument("--profile", choices=VIRTUAL_PROFILES, default="fineid-v4")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=vpcd.DEFAULT_PORT)
+    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--atr", help="present this ATR instead of the profile's (tests unknown-card handling)")
+    p.add_argument("--label", default="FINEID", help="TokenInfo label (default FINEID)")
+    p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
+    p.set_defaults(func=cmd_virtual_card)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    if args.command in ("serve", "virtual-card"):
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
