@@ -323,7 +323,9 @@ class VirtualCard:
                     answer = forced.to_bytes(2, "big")
                 else:
                     answer = self._dispatch(command)
-            self.stats.record(INS_NAMES.get(ins, f"INS {ins:02X}" if ins >= 0 else "?"), len(raw), len(answer))
+            # From the card's side: it sends the answer and receives the command.
+            name = INS_NAMES.get(ins, f"INS {ins:02X}" if ins >= 0 else "?")
+            self.stats.record(name, sent=len(answer), received=len(raw))
             return answer
 
     def _dispatch(self, c: Command) -> bytes:
@@ -394,15 +396,14 @@ class VirtualCard:
             node = self._child(node, path[i:i + 2])
         return node
 
-    def _parent_of(self, target: DF) -> DF:
+    def _parent(self, target: EF | DF) -> DF:
+        """The DF holding ``target`` (the MF for the MF itself)."""
         def search(df: DF) -> DF | None:
             for child in df.children.values():
                 if child is target:
                     return df
-                if isinstance(child, DF):
-                    found = search(child)
-                    if found:
-                        return found
+                if isinstance(child, DF) and (found := search(child)):
+                    return found
             return None
 
         return search(self.mf) or self.mf
@@ -424,7 +425,7 @@ class VirtualCard:
                 node = self.mf
             else:
                 df = self._current_df
-                node = df.children.get(c.data) or self._parent_of(df).children.get(c.data) or \
+                node = df.children.get(c.data) or self._parent(df).children.get(c.data) or \
                     self._child(self.mf, c.data)
         elif p1 == 0x01:
             node = self._child(self._current_df, c.data)
@@ -435,7 +436,7 @@ class VirtualCard:
             if not isinstance(node, EF):
                 raise _Sw(0x6A82)
         elif p1 == 0x03:
-            node = self._parent_of(self._current_df)
+            node = self._parent(self._current_df)
         elif p1 == 0x08:
             path = c.data[2:] if c.data[:2] == b"\x3f\x00" else c.data
             if not path:
@@ -454,22 +455,13 @@ class VirtualCard:
             self._current_df, self._current_ef = node, None
         else:
             self._current_ef = node
-            self._current_df = self._find_parent_df(node)
+            self._current_df = self._parent(node)
+        if self._current_df is self.app or self._parent(self._current_df) is self.app:
+            self._app_selected = True  # reaching the application DF by path activates it too
         if p2 == 0x0C:
             return None
         fcp = _fcp(node)
         return fcp if p2 == 0x04 else encode_tlv(0x6F, fcp[2:])
-
-    def _find_parent_df(self, ef: EF) -> DF:
-        def search(df: DF) -> DF | None:
-            for child in df.children.values():
-                if child is ef:
-                    return df
-                if isinstance(child, DF) and (found := search(child)):
-                    return found
-            return None
-
-        return search(self.mf) or self.mf
 
     # -- READ BINARY --------------------------------------------------------------------------
     def _read_binary(self, c: Command) -> bytes | None:

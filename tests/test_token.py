@@ -252,3 +252,17 @@ def test_ecdsa_conversions_roundtrip() -> None:
     der = key.sign(b"m", ec.ECDSA(hashes.SHA256()))
     raw = ecdsa_der_to_raw(der, 32)
     assert len(raw) == 64 and ecdsa_raw_to_der(raw) == der
+
+
+def test_generic_card_found_through_ef_dir(state_dir) -> None:
+    # An unknown card whose application does not answer the PKCS#15 AID: EF.DIR gives its path.
+    card = VirtualCard("fineid-v3", state_dir, atr=bytes.fromhex("3B8880010000000000000000"))
+    card.app.name = b"\xd2\x76\x00\x00\x00\x00"
+    token = Token.open(InProcessTransport(card))
+    assert token.profile is GENERIC and token.app_path == bytes.fromhex("3F005015")
+    sign = by_role(token, "signature")
+    digest = hashlib.sha256(b"doc").digest()
+    verify(sign, "SHA256", digest, token.sign_digest(sign, "SHA256", digest, pin=PIN2))
+    del card.mf.children[bytes.fromhex("2F00")]
+    with pytest.raises(UnsupportedCardError, match="no PKCS#15 application"):
+        Token.open(InProcessTransport(card))
