@@ -1,8 +1,12 @@
-"""The ``digisign-web`` command: ``serve``, ``list`` and ``virtual-card``."""
+"""The ``digisign-web`` command: ``serve``, ``list``, ``sign``, ``verify`` and ``virtual-card``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
+import hashlib
+import io
 import json
 import logging
 import os
@@ -16,9 +20,11 @@ from card import (
     CardError,
     CardManager,
     CardPolicy,
+    Certificate,
     Token,
     TransportError,
     VirtualCard,
+    WrongPinError,
     list_readers,
     vpcd,
 )
@@ -182,6 +188,109 @@ def cmd_virtual_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pick_certificate(args: argparse.Namespace, manager: CardManager) -> tuple[Token, Certificate]:
+    tokens = [t for t in manager.tokens() if not args.reader or t.reader == args.reader]
+    if not tokens:
+        problems = "; ".join(f"{r}: {p}" for r, p in manager.problems().items())
+        raise CardError("no usable card" + (f" ({problems})" if problems else "") +
+                        ("" if args.virtual_card else "; is the card in the reader?"))
+    token = tokens[0]
+    role = "signature" if args.key == "sign" else "authentication"
+    for cert in token.certificates():
+        if cert.role == role and cert.key is not None:
+            return token, cert
+    raise CardError(f"the card in {token.reader} has no {role} key")
+
+
+def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str:
+    """The PIN, from the terminal (never echoed) or, with --pin-stdin, one line of standard input."""
+    if cert.pin is None:
+        raise CardError("no PIN object is linked to this key")
+    status = token.pin_status(cert.pin)
+    if status.blocked:
+        raise CardError(f"{cert.pin.label} is blocked: unblock it with the PUK first")
+    if args.pin_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    left = f", {status.tries_left} tries left" if status.tries_left is not None else ""
+    return getpass.getpass(f"{cert.pin.label}{left}: ")
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from . import formats
+    from .signer import CardSigner
+
+    content = args.infile.read_bytes()
+    virtual = VirtualCard(args.virtual_card, args.state_dir) if args.virtual_card else None
+    manager = CardManager(_policy(args), virtual=virtual)
+    hash_algorithm = args.hash.upper().replace("-", "")
+    try:
+        manager.start()
+        manager.wait_settled(timeout=args.wait)
+        token, cert = _pick_certificate(args, manager)
+        content_type = args.content_type
+        if args.type == "cms-pades" and content_type == "data":
+            content, content_type = hashlib.new(hash_algorithm.lower(), content).digest(), "digest"
+        request = formats.SignRequest(content, content_type, hash_algorithm)
+        if args.type != "pades":
+            formats.preflight(args.type, request)  # refuse before asking for the PIN
+        print(f"Signing {args.infile} ({len(args.infile.read_bytes())} bytes) as {args.type} with "
+              f"{cert.subject} [{cert.role} key] in {token.reader}", file=sys.stderr)
+        pin = _read_pin(args, token, cert)
+        signer = CardSigner(token, cert, pin)
+        if args.type == "pades":
+            output = asyncio.run(sign_pdf(signer, content, hash_algorithm))
+        else:
+            output = asyncio.run(formats.sign(args.type, signer, request)).signature
+    except WrongPinError as exc:
+        print(f"error: wrong PIN ({exc.tries_left} tries left); nothing was signed", file=sys.stderr)
+        return 3
+    except (CardError, formats.FormatError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        manager.stop()
+    args.outfile.write_bytes(output)
+    print(f"wrote {args.outfile} ({len(output)} bytes)", file=sys.stderr)
+    return 0
+
+
+async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -> bytes:
+    """Sign a whole PDF (PAdES-B-B, /SubFilter ETSI.CAdES.detached) in an incremental update."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign import fields, signers
+
+    from .signer import CmsSigner
+
+    if hash_algorithm == "SHA1":
+        raise ValueError("SHA1 is not offered for PDF signatures")
+    count = len(PdfFileReader(io.BytesIO(pdf)).embedded_signatures)
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    meta = signers.PdfSignatureMetadata(field_name=f"Signature{count + 1}", md_algorithm=hash_algorithm.lower(),
+                                        subfilter=fields.SigSeedSubFilter.PADES)
+    out = await signers.PdfSigner(meta, signer=CmsSigner(signer)).async_sign_pdf(writer)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from .verify import verify_bytes
+
+    trust = []
+    for path in args.trust or []:
+        trust += x509.load_pem_x509_certificates(path.read_bytes())
+    detached = args.detached.read_bytes() if args.detached else None
+    try:
+        reports = verify_bytes(args.file.read_bytes(), detached, trust)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for report in reports:
+        print(report.text())
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -215,6 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
     _add_card_policy(p)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("sign", help="sign a local file with the card (or the virtual card)")
+    p.add_argument("--type", required=True,
+                   choices=("signature", "signature-plain", "cms", "pkcs7", "cms-pades", "xml", "pades"),
+                   help="pades: a signed PDF (PAdES-B-B); cms-pades: the detached CMS over the file's digest")
+    p.add_argument("--in", dest="infile", type=Path, required=True)
+    p.add_argument("--out", dest="outfile", type=Path, required=True)
+    p.add_argument("--key", choices=("sign", "auth"), default="sign",
+                   help="sign: the non-repudiation key (PIN2, default); auth: the authentication key (PIN1)")
+    p.add_argument("--hash", default="SHA256", help="SHA1 (raw types only), SHA224, SHA256, SHA384, SHA512")
+    p.add_argument("--content-type", choices=("data", "digest"), default="data",
+                   help="digest: the input file holds the hash itself")
+    p.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
+    p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
+    p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
+    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_card_policy(p)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="verify a CMS, PDF or XMLDSig signature")
+    p.add_argument("file", type=Path)
+    p.add_argument("--detached", type=Path, help="the signed content, for a detached CMS")
+    p.add_argument("--trust", type=Path, action="append", help="PEM file of trusted root certificate(s)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("virtual-card", help="plug the virtual FINEID card into pcscd through vpcd")
     p.add_argument("--profile", choices=VIRTUAL_PROFILES, default="fineid-v4")

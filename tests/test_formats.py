@@ -1,0 +1,475 @@
+"""Every signature type, made through the virtual card with RSA and EC keys, accepted by an independent
+verifier (cryptography, openssl cms, pyHanko, pdfsig, xmlsec1, signxml) and rejected when tampered."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.verification import ExtensionPolicy
+from lxml import etree
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, async_validate_detached_cms
+from pyhanko_certvalidator import ValidationContext
+from signxml import XMLVerifier
+from signxml.exceptions import InvalidDigest
+from signxml.exceptions import InvalidSignature as XmlInvalidSignature
+
+from card import InProcessTransport, Token, VirtualCard
+from digisign_web import formats
+from digisign_web.formats import FormatError, SignRequest
+from digisign_web.signer import CardSigner, SoftwareSigner
+from digisign_web.verify import KEY_USAGE
+
+HASHES = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
+          "SHA512": hashes.SHA512}
+PINS = {"signature": "123456", "authentication": "1234"}
+DS = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
+
+
+@dataclass
+class Case:
+    """One card key: a fresh PIN-carrying signer per signature, its chain, and the card (for APDU counts)."""
+
+    card: VirtualCard
+    token: Token
+    role: str
+
+    @property
+    def cert(self):
+        return next(c for c in self.token.certificates() if c.role == self.role)
+
+    def signer(self) -> CardSigner:
+        return CardSigner(self.token, self.cert, PINS[self.role])
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        return self.token.chain(self.cert)
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self.chain[-1]
+
+    @property
+    def algorithm(self) -> str:
+        return "EC" if isinstance(self.chain[0].public_key(), ec.EllipticCurvePublicKey) else "RSA"
+
+
+# P-384 (v4 signature key), P-256 (v3 signature key) and RSA-2048 (v3 authentication key).
+CASES = [("fineid-v4", "signature"), ("fineid-v3", "signature"), ("fineid-v3", "authentication")]
+
+
+@pytest.fixture(params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def case(request: pytest.FixtureRequest, state_dir: Path) -> Case:
+    card = VirtualCard(request.param[0], state_dir)
+    return Case(card, Token.open(InProcessTransport(card)), request.param[1])
+
+
+@pytest.fixture
+def root_pem(case: Case, tmp_path: Path) -> Path:
+    path = tmp_path / "root.pem"
+    path.write_bytes(case.root.public_bytes(Encoding.PEM))
+    return path
+
+
+def make(case: Case, signature_type: str, content: bytes, content_type: str = "data",
+         hash_algorithm: str = "SHA256") -> formats.SignOutput:
+    return asyncio.run(formats.sign(signature_type, case.signer(), SignRequest(content, content_type, hash_algorithm)))
+
+
+def flip(data: bytes, index: int) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 0x01
+    return bytes(out)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = args[0]
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed (scripts/test-deps.sh installs it)", pytrace=False)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+
+
+# --- signature, signature-plain -----------------------------------------------------------------
+
+
+def crypto_verify(case: Case, hash_name: str, digest: bytes, der_or_rsa: bytes) -> None:
+    public = case.chain[0].public_key()
+    algorithm = HASHES[hash_name]()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        public.verify(der_or_rsa, digest, ec.ECDSA(utils.Prehashed(algorithm)))
+    else:
+        assert isinstance(public, rsa.RSAPublicKey)
+        public.verify(der_or_rsa, digest, padding.PKCS1v15(), utils.Prehashed(algorithm))
+
+
+@pytest.mark.parametrize("hash_name", ["SHA256", "SHA512", "SHA1"])
+def test_raw_signatures(case: Case, hash_name: str) -> None:
+    content = b"raw signature over these bytes"
+    digest = hashlib.new(hash_name.lower(), content).digest()
+    der = make(case, "signature", content, hash_algorithm=hash_name)
+    plain = make(case, "signature-plain", digest, "digest", hash_name)
+    public = case.chain[0].public_key()
+    if case.algorithm == "EC":
+        assert der.signature_algorithm == f"{hash_name}withECDSA"
+        assert plain.signature_algorithm == f"{hash_name}withPLAIN-ECDSA"
+        utils.decode_dss_signature(der.signature)  # strict DER, as Java's SHA256withECDSA wants
+        field = (public.curve.key_size + 7) // 8
+        assert len(plain.signature) == 2 * field
+        as_der = utils.encode_dss_signature(int.from_bytes(plain.signature[:field], "big"),
+                                            int.from_bytes(plain.signature[field:], "big"))
+    else:
+        assert der.signature_algorithm == plain.signature_algorithm == f"{hash_name}withRSA"
+        assert der.signature == plain.signature  # PKCS#1 v1.5 is deterministic: the two types coincide
+        as_der = plain.signature
+    crypto_verify(case, hash_name, digest, der.signature)
+    crypto_verify(case, hash_name, digest, as_der)
+    with pytest.raises(InvalidSignature):
+        crypto_verify(case, hash_name, hashlib.new(hash_name.lower(), b"tampered").digest(), der.signature)
+    tampered = flip(der.signature, len(der.signature) - 3)
+    with pytest.raises((InvalidSignature, ValueError)):
+        crypto_verify(case, hash_name, digest, tampered)
+
+
+# --- cms, pkcs7 ------------------------------------------------------------------------------------
+
+
+def signed_attribute_types(info: cms.ContentInfo) -> set[str]:
+    (signer_info,) = info["content"]["signer_infos"]
+    return {a["type"].native for a in signer_info["signed_attrs"]}
+
+
+def pyhanko_context(case: Case) -> ValidationContext:
+    return ValidationContext(trust_roots=[asn1_x509.Certificate.load(case.root.public_bytes(Encoding.DER))],
+                             allow_fetching=False)
+
+
+@pytest.mark.parametrize("hash_name", ["SHA256", "SHA384"])
+@pytest.mark.parametrize("signature_type", ["cms", "pkcs7"])
+def test_cms_attached(case: Case, root_pem: Path, tmp_path: Path, hash_name: str, signature_type: str) -> None:
+    content = b"attached CMS content \x00\xff binary too"
+    out = make(case, signature_type, content, hash_algorithm=hash_name)
+    info = cms.ContentInfo.load(out.signature)
+    signed = info["content"]
+    assert signed_attribute_types(info) == {"content_type", "message_digest", "signing_time",
+                                            "signing_certificate_v2"}
+    assert signed["encap_content_info"]["content"].native == content
+    assert len(signed["certificates"]) == 3  # leaf, intermediate, root
+    assert signed["signer_infos"][0]["digest_algorithm"]["algorithm"].native == hash_name.lower()
+
+    sig = tmp_path / "attached.p7s"
+    sig.write_bytes(out.signature)
+    recovered = tmp_path / "recovered.bin"
+    result = run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig), "-CAfile",
+                 str(root_pem), "-purpose", "any", "-out", str(recovered))
+    assert result.returncode == 0, result.stderr
+    assert recovered.read_bytes() == content
+    status = asyncio.run(async_validate_cms_signature(signed, validation_context=pyhanko_context(case),
+                                                      key_usage_settings=KEY_USAGE))
+    assert status.intact and status.valid and status.trusted
+
+    # Tampered content inside the CMS, and a tampered signature value: both verifiers refuse.
+    index = out.signature.index(content) + 3
+    for bad in (flip(out.signature, index), _flip_signature_value(out.signature)):
+        sig.write_bytes(bad)
+        assert run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig), "-CAfile",
+                   str(root_pem), "-purpose", "any", "-out", "/dev/null").returncode != 0
+        status = asyncio.run(async_validate_cms_signature(cms.ContentInfo.load(bad)["content"],
+                                                          validation_context=pyhanko_context(case),
+                                                          key_usage_settings=KEY_USAGE))
+        assert not status.intact or not status.valid
+
+
+def _flip_signature_value(der: bytes) -> bytes:
+    info = cms.ContentInfo.load(der)
+    value = info["content"]["signer_infos"][0]["signature"].native
+    return der.replace(value, flip(value, len(value) // 2))
+
+
+@pytest.mark.parametrize("hash_name", ["SHA256", "SHA512"])
+def test_cms_detached_over_digest(case: Case, root_pem: Path, tmp_path: Path, hash_name: str) -> None:
+    content = b"the relying party hashed this itself"
+    digest = hashlib.new(hash_name.lower(), content).digest()
+    out = make(case, "cms", digest, "digest", hash_name)
+    info = cms.ContentInfo.load(out.signature)
+    signed = info["content"]
+    assert signed["encap_content_info"]["content"].native is None  # detached
+    assert signed_attribute_types(info) == {"content_type", "message_digest", "signing_time",
+                                            "signing_certificate_v2"}
+    attrs = {a["type"].native: a["values"][0].native for a in signed["signer_infos"][0]["signed_attrs"]}
+    assert attrs["message_digest"] == digest
+    sig, data = tmp_path / "detached.p7s", tmp_path / "content.bin"
+    sig.write_bytes(out.signature)
+    data.write_bytes(content)
+    result = run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig), "-content", str(data),
+                 "-CAfile", str(root_pem), "-purpose", "any", "-out", "/dev/null")
+    assert result.returncode == 0, result.stderr
+    status = asyncio.run(async_validate_detached_cms(content, signed, signer_validation_context=pyhanko_context(case),
+                                                     key_usage_settings=KEY_USAGE))
+    assert status.intact and status.valid and status.trusted
+    data.write_bytes(content + b"!")
+    assert run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig), "-content", str(data),
+               "-CAfile", str(root_pem), "-purpose", "any", "-out", "/dev/null").returncode != 0
+    status = asyncio.run(async_validate_detached_cms(content + b"!", signed,
+                                                     signer_validation_context=pyhanko_context(case),
+                                                     key_usage_settings=KEY_USAGE))
+    assert not status.intact
+
+
+# --- cms-pades inside a real PDF -------------------------------------------------------------------
+
+
+def blank_pdf() -> bytes:
+    writer = PdfFileWriter()
+    writer.insert_page(generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+    }))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pades_via_cms_pades(case: Case, hash_name: str) -> tuple[bytes, bytes]:
+    """The relying party's side: prepare the PDF, send the ByteRange digest as cms-pades, embed the CMS."""
+    async def flow() -> tuple[bytes, bytes]:
+        placeholder = signers.ExternalSigner(
+            signing_cert=asn1_x509.Certificate.load(case.chain[0].public_bytes(Encoding.DER)),
+            cert_registry=None, signature_value=bytes(512))
+        meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm=hash_name.lower(),
+                                            subfilter=fields.SigSeedSubFilter.PADES)
+        pdf_signer = signers.PdfSigner(meta, signer=placeholder)
+        writer = IncrementalPdfFileWriter(io.BytesIO(blank_pdf()))
+        prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=16384)
+        result = await formats.sign("cms-pades", case.signer(),
+                                    SignRequest(prep.document_digest, "digest", hash_name))
+        prep.fill_with_cms(output, result.signature)
+        return output.getvalue(), result.signature
+
+    return asyncio.run(flow())
+
+
+def nss_db(root_pem: Path, tmp_path: Path) -> str:
+    db = tmp_path / "nssdb"
+    db.mkdir()
+    assert run("certutil", "-N", "-d", f"sql:{db}", "--empty-password").returncode == 0
+    assert run("certutil", "-A", "-d", f"sql:{db}", "-n", "test-root", "-t", "CT,C,C", "-i",
+               str(root_pem)).returncode == 0
+    return f"sql:{db}"
+
+
+def pdfsig(nss: str, pdf: Path) -> str:
+    result = run("pdfsig", "-nssdir", nss, str(pdf))
+    return result.stdout + result.stderr  # the exit code says nothing: read the text
+
+
+def pyhanko_pdf_status(case: Case, pdf: bytes):
+    (embedded,) = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
+    return asyncio.run(async_validate_pdf_signature(embedded, signer_validation_context=pyhanko_context(case),
+                                                    key_usage_settings=KEY_USAGE))
+
+
+@pytest.mark.parametrize("hash_name", ["SHA256", "SHA384"])
+def test_cms_pades_embedded_in_pdf(case: Case, root_pem: Path, tmp_path: Path, hash_name: str) -> None:
+    pdf, cms_bytes = pades_via_cms_pades(case, hash_name)
+    info = cms.ContentInfo.load(cms_bytes)
+    assert signed_attribute_types(info) == {"content_type", "message_digest", "signing_certificate_v2"}
+    assert info["content"]["encap_content_info"]["content"].native is None
+    assert len(info["content"]["signer_infos"]) == 1
+    assert "unsigned_attrs" not in info["content"]["signer_infos"][0] or \
+        not info["content"]["signer_infos"][0]["unsigned_attrs"].native
+
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(pdf)
+    nss = nss_db(root_pem, tmp_path)
+    report = pdfsig(nss, path)
+    assert "Signature Type: ETSI.CAdES.detached" in report
+    assert "Signature Validation: Signature is Valid." in report, report
+    assert "Certificate Validation: Certificate is Trusted." in report, report
+    status = pyhanko_pdf_status(case, pdf)
+    assert status.intact and status.valid and status.trusted and status.bottom_line
+
+    # A changed byte inside the signed range, and a changed signature value: both verifiers refuse.
+    in_range = pdf.index(b"/MediaBox") + 2
+    value = info["content"]["signer_infos"][0]["signature"].native
+    at = pdf.lower().index(value.hex().encode()) + 10  # a hex digit of the signature value in /Contents
+    other = b"1" if pdf[at:at + 1] == b"0" else b"0"
+    for bad in (flip(pdf, in_range), pdf[:at] + other + pdf[at + 1:]):
+        path.write_bytes(bad)
+        assert "Signature is Valid." not in pdfsig(nss, path)
+        try:
+            bad_status = pyhanko_pdf_status(case, bad)
+        except Exception:
+            continue  # pyHanko refusing to even parse the signature is a rejection too
+        assert not (bad_status.intact and bad_status.valid)
+
+
+# --- xml ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hash_name", "content"), [("SHA256", b"<order id='7'><sum>12.50</sum></order>"),
+                                                     ("SHA512", b"\x00\x01 not XML at all <")])
+def test_xml_enveloping(case: Case, root_pem: Path, tmp_path: Path, hash_name: str, content: bytes) -> None:
+    out = make(case, "xml", content, hash_algorithm=hash_name)
+    root = etree.fromstring(out.signature)
+    assert root.tag == "{http://www.w3.org/2000/09/xmldsig#}Signature"
+    (obj,) = root.findall("ds:Object", DS)
+    (reference,) = root.findall("ds:SignedInfo/ds:Reference", DS)
+    assert reference.get("URI") == f"#{obj.get('Id')}"
+    if content.startswith(b"<"):
+        assert obj.get("Encoding") is None and obj[0].tag == "order"  # embedded as XML
+    else:
+        assert obj.get("Encoding") == "http://www.w3.org/2000/09/xmldsig#base64"
+        assert base64.b64decode(obj.text) == content
+    assert len(root.findall(".//ds:X509Certificate", DS)) == 3
+    method = root.find("ds:SignedInfo/ds:SignatureMethod", DS).get("Algorithm")
+    assert method.endswith(f"{'ecdsa' if case.algorithm == 'EC' else 'rsa'}-{hash_name.lower()}")
+
+    path = tmp_path / "signed.xml"
+    path.write_bytes(out.signature)
+    result = run("xmlsec1", "--verify", "--trusted-pem", str(root_pem), str(path))
+    assert result.returncode == 0 and "OK" in result.stderr + result.stdout, result.stderr
+    verified = XMLVerifier().verify(out.signature, ca_pem_file=str(root_pem), ee_policy=ExtensionPolicy.permit_all())
+    assert verified.signed_xml is not None
+
+    value = root.find("ds:SignatureValue", DS)
+    tampered_value = etree.fromstring(out.signature)
+    raw = base64.b64decode(value.text)
+    tampered_value.find("ds:SignatureValue", DS).text = base64.b64encode(flip(raw, 5)).decode()
+    tampered_payload = etree.fromstring(out.signature)
+    payload = tampered_payload.find("ds:Object", DS)
+    if len(payload):
+        payload[0].find("sum").text = "99.50"
+    else:
+        payload.text = base64.b64encode(content + b"!").decode()
+    for bad in (tampered_value, tampered_payload):
+        data = etree.tostring(bad)
+        path.write_bytes(data)
+        assert run("xmlsec1", "--verify", "--trusted-pem", str(root_pem), str(path)).returncode != 0
+        with pytest.raises((XmlInvalidSignature, InvalidDigest)):
+            XMLVerifier().verify(data, ca_pem_file=str(root_pem), ee_policy=ExtensionPolicy.permit_all())
+
+
+# --- refusals, costs and the software signer ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signature_type", "content_type", "hash_name", "code"), [
+    ("cms", "data", "SHA1", 501), ("pkcs7", "data", "SHA1", 501), ("cms-pades", "digest", "SHA1", 501),
+    ("xml", "data", "SHA1", 501), ("xml", "digest", "SHA256", 501), ("cms-pades", "data", "SHA256", 501),
+    ("signature", "digest", "SHA384", 400),  # 32 bytes are not a SHA-384 digest
+    ("cms", "text", "SHA256", 400), ("cms", "data", "MD5", 400), ("smime", "data", "SHA256", 400),
+])
+def test_refusals_cost_no_card_work(state_dir: Path, signature_type: str, content_type: str, hash_name: str,
+                                    code: int) -> None:
+    card = VirtualCard("fineid-v4", state_dir)
+    token = Token.open(InProcessTransport(card))
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    before = card.stats.apdus
+    content = hashlib.sha256(b"x").digest() if content_type == "digest" else b"x"
+    with pytest.raises(FormatError) as info:
+        asyncio.run(formats.sign(signature_type, CardSigner(token, cert, "123456"),
+                                 SignRequest(content, content_type, hash_name)))
+    assert info.value.code == code
+    assert card.stats.apdus == before  # refused before the card: the PIN was not spent
+
+
+@pytest.mark.parametrize("signature_type", ["signature", "cms", "cms-pades", "xml"])
+def test_one_card_signature_per_request(state_dir: Path, signature_type: str) -> None:
+    card = VirtualCard("fineid-v4", state_dir)
+    token = Token.open(InProcessTransport(card))
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    token.certificates()
+    card.stats.reset()
+    content_type = "digest" if signature_type == "cms-pades" else "data"
+    content = hashlib.sha256(b"x").digest() if content_type == "digest" else b"<a/>"
+    asyncio.run(formats.sign(signature_type, CardSigner(token, cert, "123456"), SignRequest(content, content_type)))
+    # One VERIFY of PIN2 and one signature: MSE, PSO:HASH, PSO:CDS. Nothing else.
+    assert dict(card.stats.by_command) == {"VERIFY": 1, "MSE": 1, "PSO": 2}
+
+
+def test_software_signer_has_the_same_interface(state_dir: Path, tmp_path: Path) -> None:
+    card = VirtualCard("fineid-v3", state_dir)
+    ident = card.identity
+    signer = SoftwareSigner(ident.sign.key, [ident.sign.cert, ident.ca, ident.root])
+    out = asyncio.run(formats.sign("cms", signer, SignRequest(b"software")))
+    (tmp_path / "s.p7s").write_bytes(out.signature)
+    (tmp_path / "root.pem").write_bytes(ident.root.public_bytes(Encoding.PEM))
+    assert run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "s.p7s"), "-CAfile",
+               str(tmp_path / "root.pem"), "-purpose", "any", "-out", "/dev/null").returncode == 0
+    xml = asyncio.run(formats.sign("xml", signer, SignRequest(b"<doc/>", "data", "SHA384")))
+    XMLVerifier().verify(xml.signature, ca_pem_file=str(tmp_path / "root.pem"),
+                         ee_policy=ExtensionPolicy.permit_all())
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    return subprocess.run([sys.executable, "-m", "digisign_web", *args], cwd=ROOT, env=cli_env(), input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_sign_and_verify(state_dir: Path, tmp_path: Path) -> None:
+    pdf, signed = tmp_path / "in.pdf", tmp_path / "out.pdf"
+    pdf.write_bytes(blank_pdf())
+    common = ["--virtual-card", "fineid-v3", "--state-dir", str(state_dir), "--pin-stdin"]
+    result = cli("sign", "--type", "pades", "--in", str(pdf), "--out", str(signed), *common, stdin="123456\n")
+    assert result.returncode == 0, result.stderr
+    root = state_dir / "virtual-card" / "pki" / "root.pem"
+    report = cli("verify", str(signed), "--trust", str(root))
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "ETSI.CAdES.detached" in report.stdout and "trusted" in report.stdout
+    nss = nss_db(root, tmp_path)
+    assert "Signature is Valid." in pdfsig(nss, signed)
+    signed.write_bytes(flip(signed.read_bytes(), signed.read_bytes().index(b"/MediaBox") + 2))
+    assert cli("verify", str(signed), "--trust", str(root)).returncode == 1
+
+    data, p7s = tmp_path / "data.txt", tmp_path / "data.p7s"
+    data.write_bytes(b"hello")
+    result = cli("sign", "--type", "cms", "--key", "auth", "--in", str(data), "--out", str(p7s), *common,
+                 stdin="1234\n")
+    assert result.returncode == 0, result.stderr
+    assert cli("verify", str(p7s), "--trust", str(root)).returncode == 0
+    wrong = cli("sign", "--type", "xml", "--in", str(data), "--out", str(tmp_path / "x.xml"), *common,
+                stdin="000000\n")
+    assert wrong.returncode == 3 and "tries left" in wrong.stderr
+    assert not (tmp_path / "x.xml").exists()
+
+
+def test_verify_cli_needs_detached_content(state_dir: Path, tmp_path: Path) -> None:
+    card = VirtualCard("fineid-v4", state_dir)
+    token = Token.open(InProcessTransport(card))
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    digest = hashlib.sha256(b"abc").digest()
+    out = asyncio.run(formats.sign("cms", CardSigner(token, cert, "123456"), SignRequest(digest, "digest")))
+    p7s = tmp_path / "d.p7s"
+    p7s.write_bytes(out.signature)
+    assert cli("verify", str(p7s)).returncode == 2
+    (tmp_path / "abc").write_bytes(b"abc")
+    ok = cli("verify", str(p7s), "--detached", str(tmp_path / "abc"))
+    assert ok.returncode == 0 and "not checked" in ok.stdout  # no --trust: integrity only, and it says so
+
+
