@@ -325,6 +325,8 @@ class VirtualCard:
                     answer = self._dispatch(command)
             # From the card's side: it sends the answer and receives the command.
             name = INS_NAMES.get(ins, f"INS {ins:02X}" if ins >= 0 else "?")
+            if ins == 0x20 and len(raw) <= 5:
+                name = "VERIFY (status)"  # the empty VERIFY probe, counted apart from real PIN checks
             self.stats.record(name, sent=len(answer), received=len(raw))
             return answer
 

@@ -66,6 +66,14 @@ class CardManager:
                 token.transport.close()
             self._tokens.clear()
 
+    def forget_tokens(self) -> None:
+        """Drop every cached token (they are opened again on next use), e.g. after a transport error."""
+        with self._lock:
+            for token in self._tokens.values():
+                token.invalidate()
+                token.transport.close()
+            self._tokens.clear()
+
     def add_listener(self, callback: Callable[[ReaderEvent], None]) -> None:
         self._listeners.append(callback)
 

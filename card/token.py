@@ -518,6 +518,14 @@ class Token:
         response.check("VERIFY (status)")
         return PinStatus(None, max_tries, False)
 
+    def pin_verified(self, pin: pkcs15.PinInfo) -> bool:
+        """Whether the card still holds ``pin`` as verified (an empty VERIFY: spends no try)."""
+        def run() -> bool:
+            self._ensure_app()
+            return self._transmit(Command(0x00, 0x20, 0x00, pin.reference, name="VERIFY (status)")).ok
+
+        return self._guard(run)
+
     def verify_pin(self, pin: pkcs15.PinInfo, value: str) -> None:
         """VERIFY once. A wrong PIN raises :class:`WrongPinError` (with tries left); never retried."""
         block = self.encode_pin(pin, value)

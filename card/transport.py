@@ -153,6 +153,7 @@ SCARD_E_UNKNOWN_READER = 0x80100009
 SCARD_E_TIMEOUT = 0x8010000A
 SCARD_E_SHARING_VIOLATION = 0x8010000B
 SCARD_E_NO_SMARTCARD = 0x8010000C
+SCARD_E_NOT_TRANSACTED = 0x80100016
 SCARD_E_READER_UNAVAILABLE = 0x80100017
 SCARD_E_NO_SERVICE = 0x8010001D
 SCARD_E_SERVICE_STOPPED = 0x8010001E
@@ -173,8 +174,10 @@ def pcsc_error(hresult: int, what: str) -> TransportError:
     except Exception:  # pragma: no cover - message only
         text = ""
     message = f"{what}: {text or 'PC/SC error'} (0x{code:08X})"
+    # NOT_TRANSACTED is what a transmit gets when the card leaves mid-exchange (seen with vpcd): the card's
+    # state is unknown afterwards, so it is treated as a removal and everything cached is dropped.
     if code in (SCARD_W_REMOVED_CARD, SCARD_W_RESET_CARD, SCARD_W_UNPOWERED_CARD,
-                SCARD_W_UNRESPONSIVE_CARD):
+                SCARD_W_UNRESPONSIVE_CARD, SCARD_E_NOT_TRANSACTED):
         return CardRemovedError(message)
     if code == SCARD_E_NO_SMARTCARD:
         return NoCardError(message)

@@ -305,13 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the local HTTPS signing server")
     p.add_argument("--config", type=Path, help="DigiSign.conf-style settings file")
     p.add_argument("--state-dir", type=Path, default=default_state_dir())
-    p.add_argument("--port", type=int, default=53952, help="first HTTPS port to try (then 23124, 8089)")
+    p.add_argument("--port", type=int, default=None,
+                   help="first HTTPS port to try (default: httpsPorts, i.e. 53952, then 23124, then 8089)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
                    help="serve an in-process virtual card instead of PC/SC readers")
-    p.add_argument("--dialog", choices=("web", "terminal", "auto"), default="terminal")
-    p.add_argument("--auto-pin1", default="1234")
-    p.add_argument("--auto-pin2", default="123456")
-    p.add_argument("--auto-cancel", action="store_true")
+    p.add_argument("--dialog", choices=("web", "terminal", "auto"), default="web",
+                   help="how the user is asked: web (browser; falls back to terminal until it exists), terminal, "
+                        "or auto (automated tests: approves with the PINs below, virtual card only)")
+    p.add_argument("--auto-pin1", default="1234", help="PIN1 the auto dialog enters (default: the virtual card's)")
+    p.add_argument("--auto-pin2", default="123456", help="PIN2 the auto dialog enters (default: the virtual card's)")
+    p.add_argument("--auto-cancel", action="store_true", help="the auto dialog cancels every request instead")
+    p.add_argument("--auto-approve-real-cards", action="store_true",
+                   help="DANGEROUS: let the auto dialog sign with real cards, with nobody asked")
     _add_card_policy(p)
     p.set_defaults(func=cmd_serve)
 

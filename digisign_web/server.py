@@ -1,10 +1,7 @@
-"""The local HTTPS server: loopback only, TLS 1.2+, ``Host``-checked, answering SCS ``/version``
-from memory.
+"""The local HTTPS server: loopback only, TLS 1.2+, Host- and Origin-checked, serving SCS.
 
-This is the foundation the SCS issue builds on: the app factory, the card state kept current by reader
-events (a card is read once, in the background, when it arrives, so ``/version`` never sends an APDU),
-binding with the SCS port fallback, and the local TLS identity. ``/sign`` is not implemented in this
-build and says so in the SCS failure format.
+``create_app`` is the aiohttp app factory (state in ``web.AppKey``s, no globals); ``serve`` binds the SCS
+port list (the first free port wins) on 127.0.0.1 and ::1 and runs until interrupted.
 """
 
 from __future__ import annotations
@@ -14,91 +11,60 @@ import asyncio
 import errno
 import html
 import logging
-import threading
-from dataclasses import dataclass, field
+import sys
 from typing import Any
 
 from aiohttp import web
 
-from card import CardError, CardManager, CardPolicy, ReaderEvent, VirtualCard
+from card import CardManager, CardPolicy, VirtualCard
 
+from . import policy
+from .dialog import AutoDialog, Dialog, TerminalDialog
+from .scs import CardState, ScsFailure, SigningService, failure, parse_json, parse_request, version_payload
+from .settings import Settings, load_settings
 from .tls import ensure_tls, server_context
 
 log = logging.getLogger(__name__)
 
-HTTPS_PORTS = (53952, 23124, 8089)
 HOSTS = ("127.0.0.1", "::1")
-SIGNATURE_TYPES = "signature,signature-plain,cms,cms-pades,pkcs7,xml"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+SCS_PATHS = ("/version", "/sign")
 
-
-@dataclass
-class CardSummary:
-    """What the server knows about one present card, read once when it arrived."""
-
-    reader: str
-    profile: str = ""
-    serial: str = ""
-    label: str = ""
-    key_algorithms: list[str] = field(default_factory=list)
-    certificates: list[dict[str, str]] = field(default_factory=list)
-    problem: str = ""
-
-
-class CardState:
-    """Reader events in, summaries out. Summaries are built on a worker thread, never on a request."""
-
-    def __init__(self, manager: CardManager):
-        self.manager = manager
-        self._lock = threading.Lock()
-        self._summaries: dict[str, CardSummary] = {}
-        manager.add_listener(self._on_event)
-
-    def _on_event(self, event: ReaderEvent) -> None:
-        with self._lock:
-            self._summaries.pop(event.reader, None)
-        if event.kind == "card-inserted":
-            threading.Thread(target=self.refresh, args=(event.reader,), daemon=True).start()
-
-    def refresh(self, reader: str) -> None:
-        summary = CardSummary(reader)
-        try:
-            token = self.manager.token(reader)
-            summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
-            for cert in token.certificates():
-                if cert.key is not None:
-                    algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
-                    if algo not in summary.key_algorithms:
-                        summary.key_algorithms.append(algo)
-                summary.certificates.append({"role": cert.role, "subject": cert.subject,
-                                             "issuer": cert.issuer})
-        except CardError as exc:
-            summary.problem = str(exc)
-            log.warning("%s: %s", reader, exc)
-        with self._lock:
-            if self.manager.readers().get(reader) is not None:
-                self._summaries[reader] = summary
-
-    def summaries(self) -> list[CardSummary]:
-        with self._lock:
-            return list(self._summaries.values())
-
-
+SERVICE = web.AppKey("signing_service", SigningService)
 STATE = web.AppKey("card_state", CardState)
+SETTINGS = web.AppKey("settings", Settings)
 
 
-def _allowed_host(host: str | None, port: int | None) -> bool:
-    if not host:
+def _host_ok(request: web.Request) -> bool:
+    """DNS-rebinding defence: the Host header must name loopback and the port we were reached on."""
+    host = request.headers.get("Host", "")
+    if host.startswith("["):
+        name, _, port = host.partition("]")
+        name, port = name + "]", port.removeprefix(":")
+    else:
+        name, _, port = host.partition(":")
+    if name.lower() not in LOOPBACK_NAMES:
         return False
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return name in ("localhost", "127.0.0.1", "[::1]")
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return True  # in-memory test transport: no socket to compare with
+    return (port or ("443" if request.secure else "80")) == str(sockname[1])
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
 @web.middleware
 async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-    """DNS-rebinding defence: only loopback Host names; CORS echo for the SCS endpoints."""
-    if not _allowed_host(request.headers.get("Host"), None):
-        return web.json_response({"status": "failed", "reasonCode": 403,
-                                  "reasonText": "Host header is not a loopback name"}, status=403)
+    """Host check for every path; CORS for the SCS endpoints (the echoed Origin, never credentials)."""
+    settings = request.app[SETTINGS]
+    if not _host_ok(request):
+        log.warning("refused a request with Host %r (DNS rebinding?)", request.headers.get("Host"))
+        # SCS clients read failures from a 200 JSON body; other paths get a plain 403.
+        return web.json_response(failure(settings.scs_version, 403, "the Host header does not name this local "
+                                                                    "server (localhost, 127.0.0.1 or [::1])"),
+                                 status=200 if request.path in SCS_PATHS else 403)
     origin = request.headers.get("Origin")
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=204)
@@ -117,30 +83,66 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-def version_payload(summaries: list[CardSummary]) -> dict[str, object]:
-    """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
-    usable = [s for s in summaries if s.key_algorithms]
-    algorithms: list[str] = []
-    for s in usable:
-        algorithms += [a for a in s.key_algorithms if a not in algorithms]
-    return {
-        "version": "1.1",
-        "httpMethods": "GET, POST",
-        "contentTypes": "data, digest",
-        "signatureTypes": SIGNATURE_TYPES,
-        "selectorAvailable": True,
-        "hashAlgorithms": "SHA1, SHA224, SHA256, SHA384, SHA512" if usable else "",
-        "signatureAlgorithms": ",".join(algorithms),
-    }
-
-
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(version_payload(request.app[STATE].summaries()))
+    return _json(version_payload(request.app[STATE].summaries(), request.app[SETTINGS].scs_version))
+
+
+def _origin(request: web.Request, settings: Settings) -> str | None:
+    """The requesting origin, or ScsFailure(403). No Origin is accepted only from non-browser clients."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site not in (None, "none", "same-origin"):
+            # A browser navigation from another site (e.g. a GET /sign link) carries no Origin: refuse it.
+            raise ScsFailure(403, "a cross-site browser request without an Origin header is refused")
+        return None
+    if not policy.origin_allowed(origin, settings.allowed_origins):
+        raise ScsFailure(403, f"origin {origin} is not allowed (allowedOrigins)")
+    return origin
+
+
+async def _read_body(request: web.Request, limit: int) -> bytearray:
+    """The body, or 413 without reading it all when it is larger than the limit. A bytearray, not bytes:
+    converting would briefly double the largest buffer of the request."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ScsFailure(413, f"the request is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 20):
+        body += chunk
+        if len(body) > limit:
+            raise ScsFailure(413, f"the request is larger than {limit} bytes")
+    return body
 
 
 async def sign(request: web.Request) -> web.Response:
-    return web.json_response({"status": "failed", "reasonCode": 501,
-                              "reasonText": "signing is not available in this build yet"})
+    service = request.app[SERVICE]
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    try:
+        origin = _origin(request, settings)
+        if request.method == "GET":
+            scs_request = parse_request(dict(request.query), from_query=True)
+        elif request.method == "POST":
+            if request.content_type == "application/jwt":
+                raise ScsFailure(501, "the SCS 1.3 JWS/JWE transaction flow is not implemented")
+            body = await _read_body(request, settings.max_request_bytes)
+            fields = parse_json(body)
+            del body  # keep peak memory near the payload size: the JSON text is no longer needed
+            scs_request = parse_request(fields)
+            del fields
+        else:
+            raise ScsFailure(400, f"method {request.method} is not used by SCS")
+        log.info("sign request from %s: %s/%s/%s, %d bytes", origin or "(no origin)", scs_request.signature_type,
+                 scs_request.content_type, scs_request.hash_algorithm, len(scs_request.content))
+        result = await service.sign(scs_request, origin)
+        log.info("sign request from %s: signed", origin or "(no origin)")
+        return _json(result)
+    except ScsFailure as exc:
+        log.info("sign request from %s: failed %d: %s", origin or "(no origin)", exc.code, exc.text)
+        return _json(failure(settings.scs_version, exc.code, exc.text))
+    except Exception:
+        log.exception("internal error while signing")
+        return _json(failure(settings.scs_version, 500, "internal error; see the server log"))
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -156,33 +158,36 @@ async def status_page(request: web.Request) -> web.Response:
                         headers={"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"})
 
 
-def create_app(state: CardState) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=100 * 1024 * 1024)
-    app[STATE] = state
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # the middleware adds the CORS headers
+
+
+def create_app(service: SigningService) -> web.Application:
+    # client_max_size is above our own limit: _read_body enforces it with a JSON 413.
+    app = web.Application(middlewares=[guard], client_max_size=service.settings.max_request_bytes + 1)
+    app[SERVICE] = service
+    app[STATE] = service.state
+    app[SETTINGS] = service.settings
     app.router.add_get("/version", version)
-    app.router.add_route("*", "/sign", sign)
+    app.router.add_route("GET", "/sign", sign)
+    app.router.add_route("POST", "/sign", sign)
     app.router.add_get("/", status_page)
-    app.router.add_route("OPTIONS", "/{tail:.*}", sign)  # answered by the middleware
+    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     return app
 
 
-async def _run(args: argparse.Namespace) -> None:
-    files = ensure_tls(args.state_dir)
-    virtual = VirtualCard(args.virtual_card, args.state_dir) if args.virtual_card else None
-    policy = CardPolicy(exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),
-                        valid_token_info_label=args.valid_token_info_label)
-    manager = CardManager(policy, virtual=virtual)
-    state = CardState(manager)
-    manager.start()
-    if virtual is not None:
-        await asyncio.to_thread(state.refresh, manager.virtual_reader)
-    runner = web.AppRunner(create_app(state), access_log=None)
-    await runner.setup()
-    context = server_context(files)
-    ports = (args.port, *[p for p in HTTPS_PORTS if p != args.port])
-    bound = None
+def build_dialog(args: argparse.Namespace) -> Dialog:
+    if args.dialog == "auto":
+        return AutoDialog(args.auto_pin1, args.auto_pin2, cancel=args.auto_cancel,
+                          allow_real_cards=args.auto_approve_real_cards)
+    if args.dialog == "web":
+        log.warning("the web dialog is not available yet: using the terminal dialog")
+    return TerminalDialog()
+
+
+async def _bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any) -> int | None:
     for port in ports:
-        sites = [web.TCPSite(runner, host, port, ssl_context=context) for host in HOSTS]
+        sites = [web.TCPSite(runner, host, port, ssl_context=ssl_context) for host in HOSTS]
         try:
             await sites[0].start()
         except OSError as exc:
@@ -194,25 +199,65 @@ async def _run(args: argparse.Namespace) -> None:
             await sites[1].start()
         except OSError as exc:
             log.warning("no IPv6 loopback on port %d: %s", port, exc)
-        bound = port
-        break
-    if bound is None:
-        raise SystemExit(f"none of the ports {ports} is free")
-    print(f"digisign-web listening on https://localhost:{bound}/ (127.0.0.1 and [::1])")
+        return port
+    return None
+
+
+async def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)  # logs its own warnings
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.ignored:
+        log.info("settings that do not apply here (ignored): %s", ", ".join(settings.ignored))
+    if args.dialog == "auto" and args.auto_approve_real_cards:
+        log.warning("!!! --auto-approve-real-cards: every request is signed WITHOUT asking anyone, "
+                    "with any card, including real ones !!!")
+    files = ensure_tls(args.state_dir)
+    virtual = VirtualCard(args.virtual_card, args.state_dir) if args.virtual_card else None
+    card_policy = CardPolicy(
+        exclude_reader=args.exclude_reader or settings.exclude_reader,
+        allow_unknown_cards=settings.allow_unknown_cards and bool(args.allow_unknown_cards),
+        valid_token_info_label=args.valid_token_info_label or settings.valid_token_info_label,
+        refresh_interval=settings.build_reader_list_timer,
+    )
+    manager = CardManager(card_policy, virtual=virtual)
+    state = CardState(manager)
+    service = SigningService(manager, state, settings, build_dialog(args))
+    manager.start()
+    if virtual is not None:
+        await asyncio.to_thread(state.refresh, manager.virtual_reader)
+    runner = web.AppRunner(create_app(service), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    https_ports = (args.port, *[p for p in settings.https_ports if p != args.port]) if args.port \
+        else settings.https_ports
+    port = await _bind(runner, https_ports, server_context(files))
+    if port is None:
+        print(f"error: none of the ports {https_ports} is free", file=sys.stderr)
+        await runner.cleanup()
+        manager.stop()
+        return 2
+    print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
+    if settings.http_ports:
+        http_port = await _bind(runner, settings.http_ports, None)
+        if http_port:
+            print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
     print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
     if virtual is not None:
         print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
-    print("signing (/sign) is not available in this build yet; /version and the status page are", flush=True)
+    print(f"dialog: {args.dialog}", flush=True)
+    log.info("listening on port %d", port)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
         manager.stop()
+    return 0
 
 
 def serve(args: argparse.Namespace) -> int:
     try:
-        asyncio.run(_run(args))
+        return asyncio.run(_run(args))
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0

@@ -174,3 +174,22 @@ def vpcd_card(pcscd: None, state_dir: Path) -> Iterator[Callable[..., VpcdCard]]
     yield start
     for card in started:
         card.stop()
+
+
+def openssl_recovers(answer: dict, tmp_path: Path) -> bytes:
+    """Verify an SCS answer's attached CMS with `openssl cms -verify` against the answer's own root, and
+    return the content OpenSSL recovered (an independent verifier, not our code)."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    (tmp_path / "answer.p7s").write_bytes(base64.b64decode(answer["signature"]))
+    root = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][-1]))
+    (tmp_path / "answer-root.pem").write_bytes(root.public_bytes(Encoding.PEM))
+    result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                             str(tmp_path / "answer.p7s"), "-CAfile", str(tmp_path / "answer-root.pem"),
+                             "-purpose", "any", "-out", str(tmp_path / "answer.out")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return (tmp_path / "answer.out").read_bytes()

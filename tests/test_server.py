@@ -1,5 +1,5 @@
-"""The server foundation: /version from memory (no APDU), Host checking, CORS echo, and the local TLS
-identity (SAN, validity, key modes) served over a real TLS socket."""
+"""The local TLS identity (SAN, validity, key modes) and the quickstart server over a real TLS socket.
+The SCS handlers themselves are tested in test_scs.py."""
 
 from __future__ import annotations
 
@@ -15,57 +15,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
-from card import CardManager, VirtualCard
-from digisign_web.server import CardState, create_app
 from digisign_web.tls import ensure_tls, server_context
 from tests.conftest import ROOT, cli_env
 
 SIX = {"version", "httpMethods", "contentTypes", "signatureTypes", "selectorAvailable", "hashAlgorithms"}
-
-
-@pytest.fixture
-def card_state(state_dir: Path) -> CardState:
-    manager = CardManager(virtual=VirtualCard("fineid-v4", state_dir))
-    state = CardState(manager)
-    manager.start()
-    state.refresh(manager.virtual_reader)
-    return state
-
-
-async def test_version_answers_from_memory(aiohttp_client, card_state: CardState) -> None:
-    client = await aiohttp_client(create_app(card_state))
-    card = card_state.manager.virtual
-    before = card.stats.apdus
-    for _ in range(5):
-        response = await client.get("/version", headers={"Host": "localhost:53952"})
-        assert response.status == 200
-        data = await response.json()
-    assert card.stats.apdus == before  # polled at 1 Hz by pages: it must never touch the card
-    assert SIX <= set(data)
-    assert data["signatureTypes"] == "signature,signature-plain,cms,cms-pades,pkcs7,xml"
-    assert data["hashAlgorithms"] and data["signatureAlgorithms"] == "ECDSA"
-    card_state.manager.remove_virtual()
-    data = await (await client.get("/version", headers={"Host": "127.0.0.1:53952"})).json()
-    assert data["hashAlgorithms"] == "" and data["signatureAlgorithms"] == ""  # "no card" signal
-
-
-async def test_host_and_cors(aiohttp_client, card_state: CardState) -> None:
-    client = await aiohttp_client(create_app(card_state))
-    rebinding = await client.get("/version", headers={"Host": "attacker.example:53952"})
-    assert rebinding.status == 403 and (await rebinding.json())["status"] == "failed"
-    preflight = await client.options("/sign", headers={
-        "Host": "[::1]:53952", "Origin": "https://eservice.example",
-        "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
-    assert preflight.status == 204
-    assert preflight.headers["Access-Control-Allow-Origin"] == "https://eservice.example"
-    assert preflight.headers["Access-Control-Allow-Headers"] == "content-type"
-    assert "Access-Control-Allow-Credentials" not in preflight.headers
-    sign = await client.post("/sign", data="{}", headers={"Host": "localhost", "Origin": "https://e.example"})
-    assert sign.status == 200
-    assert (await sign.json())["status"] == "failed"
 
 
 def test_tls_identity(tmp_path: Path) -> None:

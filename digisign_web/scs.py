@@ -1,0 +1,424 @@
+"""The SCS v1.1 protocol: ``/version``, ``/sign`` request parsing, the signing service and its answers.
+
+Every failure is ``{"version", "status": "failed", "reasonCode", "reasonText"}`` with HTTP 200, because
+that is what SCS clients read; reasonText says which field or rule failed. The codes (README "Reason
+codes"): 400 malformed, 401 user/PIN, 403 policy, 404 no card or no match, 413 too large, 500 card or
+internal error, 501 not offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from card import (
+    CardError,
+    CardManager,
+    CardRemovedError,
+    Certificate,
+    PinBlockedError,
+    PinInvalidatedError,
+    ReaderEvent,
+    Token,
+    TransportError,
+    WrongPinError,
+)
+
+from . import formats, policy
+from .dialog import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
+from .settings import Settings
+from .signer import CardSigner
+
+log = logging.getLogger(__name__)
+
+_WHITESPACE = re.compile(r"\s")
+ACCEPTED_VERSIONS = ("1.0", "1.0.1", "1.1", "1.2")
+VIRTUAL_MANUFACTURER = "digisign-web virtual card"
+HASH_LIST = "SHA1, SHA224, SHA256, SHA384, SHA512"
+
+
+class ScsFailure(Exception):
+    """Ends a request with an SCS failure answer."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+def failure(version: str, code: int, text: str) -> dict[str, Any]:
+    return {"version": version, "status": "failed", "reasonCode": code, "reasonText": text}
+
+
+# --- card state for /version -------------------------------------------------------------------
+
+
+@dataclass
+class CardSummary:
+    """What is known about one present card, read once when it arrived (never on a /version call)."""
+
+    reader: str
+    profile: str = ""
+    serial: str = ""
+    label: str = ""
+    key_algorithms: list[str] = field(default_factory=list)
+    certificates: list[dict[str, str]] = field(default_factory=list)
+    problem: str = ""
+
+
+class CardState:
+    """Reader events in, summaries out. Summaries are built on a worker thread, never on a request."""
+
+    def __init__(self, manager: CardManager, card_lock: threading.RLock | None = None):
+        self.manager = manager
+        self.card_lock = card_lock or threading.RLock()  # held for every use of a token
+        self._lock = threading.Lock()
+        self._summaries: dict[str, CardSummary] = {}
+        manager.add_listener(self._on_event)
+
+    def _on_event(self, event: ReaderEvent) -> None:
+        with self._lock:
+            self._summaries.pop(event.reader, None)
+            if event.kind == "service-lost":
+                self._summaries.clear()
+        if event.kind == "card-inserted":
+            threading.Thread(target=self.refresh, args=(event.reader,), daemon=True).start()
+
+    def refresh(self, reader: str) -> None:
+        summary = CardSummary(reader)
+        try:
+            with self.card_lock:
+                token = self.manager.token(reader)
+                summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
+                for cert in token.certificates():
+                    if cert.key is not None:
+                        algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
+                        if algo not in summary.key_algorithms:
+                            summary.key_algorithms.append(algo)
+                    summary.certificates.append({"role": cert.role, "subject": cert.subject, "issuer": cert.issuer})
+        except CardError as exc:
+            summary.problem = str(exc)
+            log.warning("%s: %s", reader, exc)
+        with self._lock:
+            if self.manager.readers().get(reader) is not None:
+                self._summaries[reader] = summary
+
+    def summaries(self) -> list[CardSummary]:
+        with self._lock:
+            return list(self._summaries.values())
+
+
+def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:
+    """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
+    algorithms: list[str] = []
+    for summary in summaries:
+        algorithms += [a for a in summary.key_algorithms if a not in algorithms]
+    return {
+        "version": version,
+        "httpMethods": "GET, POST",
+        "contentTypes": "data, digest",
+        "signatureTypes": ",".join(formats.ADVERTISED_TYPES),
+        "selectorAvailable": True,
+        "hashAlgorithms": HASH_LIST if algorithms else "",
+        "signatureAlgorithms": ",".join(algorithms),
+    }
+
+
+# --- request parsing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScsRequest:
+    content: bytes
+    content_type: str
+    hash_algorithm: str
+    signature_type: str
+    selector: policy.Selector
+    info: str | None
+    version: str | None
+
+    @property
+    def sign_request(self) -> formats.SignRequest:
+        return formats.SignRequest(self.content, self.content_type, self.hash_algorithm)
+
+
+def _string(fields: Mapping[str, Any], name: str, default: str | None) -> str | None:
+    value = fields.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ScsFailure(400, f"'{name}' must be a string")
+    return value
+
+
+def decode_base64(text: str, name: str = "content") -> bytes:
+    """Standard base64; whitespace and line breaks (MIME style) are tolerated, nothing else is."""
+    compact = "".join(text.split()) if _WHITESPACE.search(text) else text  # no copy in the common case
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ScsFailure(400, f"'{name}' is not valid base64 ({exc})") from None
+
+
+def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsRequest:
+    """Validate the request fields (400 with the field named). Unknown fields are ignored."""
+    version = fields.get("version")
+    if isinstance(version, int | float) and not isinstance(version, bool):
+        version = str(version)
+    if version is not None and version not in ACCEPTED_VERSIONS:
+        raise ScsFailure(400, f"unsupported 'version' {version!r}; accepted: {', '.join(ACCEPTED_VERSIONS)}")
+    raw = fields.get("content")
+    if raw is None:
+        raise ScsFailure(400, "'content' is missing")
+    if not isinstance(raw, str):
+        raise ScsFailure(400, "'content' must be a base64 string")
+    if from_query:
+        raw = raw.replace(" ", "+")  # a '+' that arrived form-decoded as a space
+    content = decode_base64(raw)
+    content_type = _string(fields, "contentType", "data") or "data"
+    hash_algorithm = (_string(fields, "hashAlgorithm", "SHA256") or "SHA256").upper().replace("-", "")
+    signature_type = _string(fields, "signatureType", "signature") or "signature"
+    info = _string(fields, "info", None)
+    selector_value = fields.get("selector")
+    if from_query and isinstance(selector_value, str):
+        try:
+            selector_value = json.loads(selector_value)
+        except ValueError:
+            raise ScsFailure(400, "'selector' must be a JSON object (URL-encoded in a GET request)") from None
+    try:
+        selector = policy.parse_selector(selector_value, fields.get("strictKeyPolicy"))
+    except policy.SelectorError as exc:
+        raise ScsFailure(400, f"invalid selector: {exc}") from None
+    request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector,
+                         info[:2000] if info else None, version)
+    try:
+        formats.preflight(signature_type, request.sign_request)
+    except formats.FormatError as exc:
+        raise ScsFailure(exc.code, exc.text) from None
+    return request
+
+
+def parse_json(body: bytes | bytearray) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ScsFailure(400, f"the request body is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ScsFailure(400, "the request body must be a JSON object")
+    return value
+
+
+# --- one operation at a time --------------------------------------------------------------------
+
+
+class OperationQueue:
+    """One card operation and one dialog at a time; waiting requests queue in FIFO order up to a bound.
+
+    asyncio.Lock wakes waiters in arrival order. A waiter whose client went away is cancelled by aiohttp
+    (handler cancellation is on) and leaves the queue.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._lock.locked() and self._waiting >= self.limit:
+            raise ScsFailure(403, "busy: another signature request is in progress and the queue is full")
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    token: Token
+    cert: Certificate
+
+
+class SigningService:
+    """Policies, dialog and card, for one request at a time."""
+
+    def __init__(self, manager: CardManager, state: CardState, settings: Settings, dialog: Dialog):
+        self.manager = manager
+        self.state = state
+        self.settings = settings
+        self.dialog = dialog
+        self.queue = OperationQueue(settings.queue_limit)
+        self.guard = policy.CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
+
+    @property
+    def version(self) -> str:
+        return self.settings.scs_version
+
+    async def sign(self, request: ScsRequest, origin: str | None) -> dict[str, Any]:
+        if self.settings.http_signer_disabled:
+            raise ScsFailure(403, "the signing service is disabled on this computer (HTTPSignerDisabled=1)")
+        blocked = self.guard.blocked_for(origin or "")
+        if blocked > 0:
+            raise ScsFailure(403, f"too many cancelled requests from {origin or 'this client'}; "
+                                  f"try again in {int(blocked) + 1} s")
+        async with self.queue.slot():
+            return await self._sign_locked(request, origin)
+
+    async def _card(self, fn, *args):
+        def run():
+            with self.state.card_lock:
+                return fn(*args)
+
+        return await asyncio.to_thread(run)
+
+    def _candidates(self) -> list[_Candidate]:
+        out = []
+        for token in self.manager.tokens():
+            for cert in token.certificates():
+                if cert.key is not None and cert.role in ("authentication", "signature"):
+                    out.append(_Candidate(token, cert))
+        return out
+
+    def _choices(self, candidates: list[_Candidate]) -> list[Choice]:
+        choices = []
+        now = dt.datetime.now(dt.UTC)
+        warn = dt.timedelta(days=self.settings.cert_expiration_warning_days)
+        for c in candidates:
+            cert, token = c.cert, c.token
+            status = token.pin_status(cert.pin) if cert.pin else None
+            needs_pin = True
+            if cert.role == "authentication" and not self.settings.pin_always and cert.pin is not None:
+                needs_pin = not token.pin_verified(cert.pin)  # PIN1 may be reused while the card holds it
+            not_after = cert.x509.not_valid_after_utc
+            choices.append(Choice(
+                label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
+                key=f"EC {cert.curve}" if cert.key_algorithm == "EC" else f"RSA {cert.key_size}",
+                not_after=not_after.date().isoformat(), expiring_soon=not_after - now < warn,
+                pin_label=cert.pin.label if cert.pin else "PIN",
+                tries_left=status.tries_left if status else None, blocked=bool(status and status.blocked),
+                needs_pin=needs_pin, reader=token.reader, virtual=token.token_info.manufacturer == VIRTUAL_MANUFACTURER,
+            ))
+        return choices
+
+    def _prepare(self, request: ScsRequest, origin: str | None) -> tuple[list[_Candidate], list[Choice], bool]:
+        """Candidates, selector, the authentication-key rule and the dialog's choices (blocking card reads)."""
+        candidates = self._candidates()
+        if not candidates:
+            problems = "; ".join(f"{r}: {p}" for r, p in self.manager.problems().items())
+            raise ScsFailure(404, "no card with a usable certificate is present"
+                             + (f" ({problems})" if problems else ""))
+        selection = policy.select(candidates, lambda c: c.cert.x509, request.selector,
+                                  self.settings.strict_scs_key_policy)
+        if not selection.matches:
+            raise ScsFailure(404, f"no certificate matches the request: {selection.reason}")
+        allowed = []
+        refusal = ""
+        for candidate in selection.matches:
+            if candidate.cert.role == "authentication":
+                why = policy.check_authentication_content(origin, request.content_type, request.content)
+                if why:
+                    refusal = why
+                    continue
+            allowed.append(candidate)
+        if not allowed:
+            raise ScsFailure(403, f"the authentication key may not sign this content: {refusal}")
+        return allowed, self._choices(allowed), selection.relaxed_algorithm
+
+    def _prepare_with_retry(self, request: ScsRequest, origin: str | None) -> tuple[list[_Candidate], list[Choice],
+                                                                                  bool]:
+        """Reads are safe to repeat: a token gone stale (the card was pulled and pushed back in between)
+        is dropped and everything is read once more. Signing, by contrast, is never repeated."""
+        try:
+            return self._prepare(request, origin)
+        except (CardRemovedError, TransportError) as exc:
+            log.info("card state went stale (%s); reading the card again", exc)
+            self.manager.forget_tokens()
+            return self._prepare(request, origin)
+
+    async def _sign_locked(self, request: ScsRequest, origin: str | None) -> dict[str, Any]:
+        try:
+            allowed, choices, relaxed = await self._card(self._prepare_with_retry, request, origin)
+        except CardError as exc:
+            raise ScsFailure(500, f"card error while reading the card: {exc}") from None
+        digest = formats.message_digest(request.sign_request)
+        dialog_request = DialogRequest(origin, request.info, request.signature_type, request.content_type,
+                                       request.hash_algorithm, len(request.content), digest.hex(),
+                                       tuple(choices), relaxed)
+        try:
+            answer = await asyncio.wait_for(self.dialog.ask(dialog_request), self.settings.dialog_timeout)
+        except TimeoutError:
+            raise ScsFailure(401, "the user did not answer the dialog in time") from None
+        except DialogRefused as exc:
+            raise ScsFailure(403, str(exc)) from None
+        if answer.choice is None or not 0 <= answer.choice < len(allowed):
+            self.guard.record_cancel(origin or "")
+            raise ScsFailure(401, "cancelled by the user")
+        chosen, choice = allowed[answer.choice], choices[answer.choice]
+        if choice.blocked:
+            raise ScsFailure(401, f"{choice.pin_label} is blocked; unblock it with the PUK")
+        if choice.needs_pin and not answer.pin:
+            raise ScsFailure(401, "no PIN was entered")
+        result = await self._do_sign(request, chosen, answer)
+        self.guard.record_success(origin or "")
+        return result
+
+    async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer) -> dict[str, Any]:
+        pin_always = self.settings.pin_always
+
+        def work() -> formats.SignOutput:
+            token = chosen.token
+            if pin_always:
+                token.logout()  # the card forgets every verified PIN: it must check this one again
+            signer = CardSigner(token, chosen.cert, answer.pin)
+            return asyncio.run(formats.sign(request.signature_type, signer, request.sign_request))
+
+        try:
+            output = await self._card(work)
+        except WrongPinError as exc:
+            left = "unknown" if exc.tries_left is None else str(exc.tries_left)
+            raise ScsFailure(401, f"wrong PIN; tries left: {left}") from None
+        except (PinBlockedError, PinInvalidatedError):
+            raise ScsFailure(401, "the PIN is blocked; unblock it with the PUK") from None
+        except CardRemovedError:
+            raise ScsFailure(500, "the card was removed during the operation") from None
+        except formats.FormatError as exc:
+            raise ScsFailure(exc.code, exc.text) from None
+        except CardError as exc:
+            raise ScsFailure(500, f"card error: {exc}") from None
+        chain = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chosen.token.chain(chosen.cert)]
+        return {
+            "version": self.version,
+            "signatureAlgorithm": output.signature_algorithm,
+            "signatureType": request.signature_type,
+            "signature": base64.b64encode(output.signature).decode(),
+            "chain": chain,
+            "status": "ok",
+            "reasonCode": 200,
+            "reasonText": "Signature generated",
+        }
+
+
+def content_digest_for_log(content: bytes) -> str:
+    """A short fingerprint for logs: the content itself is never logged."""
+    return hashlib.sha256(content).hexdigest()[:12]
