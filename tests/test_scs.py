@@ -537,3 +537,31 @@ def test_large_request_peak_memory() -> None:
         tracemalloc.stop()
     assert request.content == content
     assert peak <= 3.2 * size, f"peak {peak / size:.2f}x the request size"
+
+
+async def test_card_error_is_500(make_server) -> None:
+    server = await make_server()
+    server.card.faults.force(0x2A, 0x6F00)  # the card fails the signature with "no precise diagnosis"
+    answer = await server.sign({"content": b64(b"x")})
+    assert answer["reasonCode"] == 500 and "card error" in answer["reasonText"]
+    assert (await server.sign({"content": b64(b"y")}))["status"] == "ok"  # and the next one works
+
+
+async def test_port_fallback(unused_tcp_port_factory) -> None:
+    import socket
+
+    from aiohttp import web
+
+    from digisign_web.server import _bind
+
+    busy, free = unused_tcp_port_factory(), unused_tcp_port_factory()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", busy))
+    blocker.listen()
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    try:
+        assert await _bind(runner, (busy, free), None) == free  # the first free port of the list wins
+    finally:
+        await runner.cleanup()
+        blocker.close()

@@ -151,16 +151,19 @@ async def test_auto_cancel(tmp_path: Path) -> None:
 
 async def test_settings_file_is_read(tmp_path: Path) -> None:
     conf = tmp_path / "DigiSign.conf"
-    conf.write_text("# local policy\nHTTPSignerDisabled=1\nunknownKey=3\nminidriverPinCache=1\n")
+    conf.write_text("# local policy\nHTTPSignerDisabled=1\nunknownKey=3\nminidriverPinCache=1\nhttpPorts=54238\n")
     server = start_server(tmp_path, "--virtual-card", "fineid-v4", "--dialog", "auto", "--config", str(conf),
                           port=54230)
     try:
         answer = await server.post({"content": base64.b64encode(b"x").decode()})
         assert answer["reasonCode"] == 403 and "HTTPSignerDisabled" in answer["reasonText"]
+        # httpPorts turns plain HTTP on (off by default), with the same Host check.
+        async with aiohttp.ClientSession() as session, session.get("http://localhost:54238/version") as response:
+            assert (await response.json())["version"] == "1.1"
     finally:
         stop(server)
     log = "".join(server.output) + (server.process.stdout.read() or "")
-    assert "unknownKey" in log
+    assert "unknownKey" in log and "http://localhost:54238/" in log
 
 
 @pytest.mark.pcscd
