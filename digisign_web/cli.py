@@ -297,6 +297,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from .trust import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digisign-web", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -364,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="FINEID", help="TokenInfo label (default FINEID)")
     p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
     p.set_defaults(func=cmd_virtual_card)
+
+    p = sub.add_parser("trust", help="make browsers (and optionally the system) trust the local CA")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--system", action="store_true",
+                   help="also the system store (update-ca-certificates; needs root)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_trust)
     return parser
 
 

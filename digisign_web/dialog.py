@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import termios
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class Choice:
     needs_pin: bool  # False when PIN1 is still verified on the card and PIN-always is off
     reader: str
     virtual: bool  # the token is digisign-web's virtual card
+    key_usage: tuple[str, ...] = ()
+    pin_min: int = 4
+    pin_max: int = 12
+    pin_digits: bool = True  # ascii-numeric PIN: the dialog can refuse letters before the card sees them
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class DialogRequest:
     digest_hex: str
     choices: tuple[Choice, ...]
     relaxed_algorithm: bool = False  # the page preferred a key algorithm the card does not have
+    # WebSigner: the dialog is shown in the tab the request came in (present receives the dialog URL
+    # instead of a new browser tab opening), and the tab goes on to ``after`` when the dialog is done.
+    present: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    after: str | None = None
 
     @property
     def origin_text(self) -> str:

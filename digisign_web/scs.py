@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +59,14 @@ class ScsFailure(Exception):
         self.text = text
 
 
+class WrongPin(ScsFailure):
+    """A wrong PIN (401), with the tries the card says are left."""
+
+    def __init__(self, text: str, tries_left: int | None):
+        super().__init__(401, text)
+        self.tries_left = tries_left
+
+
 def failure(version: str, code: int, text: str) -> dict[str, Any]:
     return {"version": version, "status": "failed", "reasonCode": code, "reasonText": text}
 
@@ -75,7 +83,7 @@ class CardSummary:
     serial: str = ""
     label: str = ""
     key_algorithms: list[str] = field(default_factory=list)
-    certificates: list[dict[str, str]] = field(default_factory=list)
+    certificates: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
 
 
@@ -104,11 +112,19 @@ class CardState:
                 token = self.manager.token(reader)
                 summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
                 for cert in token.certificates():
+                    entry: dict[str, Any] = {"role": cert.role, "subject": cert.subject, "issuer": cert.issuer,
+                                             "notAfter": cert.x509.not_valid_after_utc.date().isoformat(),
+                                             "keyUsage": cert.key_usage,
+                                             "key": f"EC {cert.curve}" if cert.key_algorithm == "EC"
+                                             else f"RSA {cert.key_size}"}
                     if cert.key is not None:
                         algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
                         if algo not in summary.key_algorithms:
                             summary.key_algorithms.append(algo)
-                    summary.certificates.append({"role": cert.role, "subject": cert.subject, "issuer": cert.issuer})
+                    if cert.pin is not None:
+                        status = token.pin_status(cert.pin)
+                        entry.update(pin=cert.pin.label, triesLeft=status.tries_left, blocked=status.blocked)
+                    summary.certificates.append(entry)
         except CardError as exc:
             summary.problem = str(exc)
             log.warning("%s: %s", reader, exc)
@@ -275,7 +291,9 @@ class SigningService:
     def version(self) -> str:
         return self.settings.scs_version
 
-    async def sign(self, request: ScsRequest, origin: str | None) -> dict[str, Any]:
+    async def sign(self, request: ScsRequest, origin: str | None, present: Callable[[str], None] | None = None,
+                   after: str | None = None) -> dict[str, Any]:
+        """Sign one request. ``present``/``after`` route the web dialog into the caller's tab (WebSigner)."""
         if self.settings.http_signer_disabled:
             raise ScsFailure(403, "the signing service is disabled on this computer (HTTPSignerDisabled=1)")
         blocked = self.guard.blocked_for(origin or "")
@@ -283,7 +301,7 @@ class SigningService:
             raise ScsFailure(403, f"too many cancelled requests from {origin or 'this client'}; "
                                   f"try again in {int(blocked) + 1} s")
         async with self.queue.slot():
-            return await self._sign_locked(request, origin)
+            return await self._sign_locked(request, origin, present, after)
 
     async def _card(self, fn, *args):
         def run():
@@ -318,6 +336,9 @@ class SigningService:
                 pin_label=cert.pin.label if cert.pin else "PIN",
                 tries_left=status.tries_left if status else None, blocked=bool(status and status.blocked),
                 needs_pin=needs_pin, reader=token.reader, virtual=token.token_info.manufacturer == VIRTUAL_MANUFACTURER,
+                key_usage=tuple(cert.key_usage),
+                pin_min=cert.pin.min_length if cert.pin else 4, pin_max=cert.pin.max_length if cert.pin else 12,
+                pin_digits=(cert.pin.pin_type if cert.pin else "ascii-numeric") in ("ascii-numeric", "bcd"),
             ))
         return choices
 
@@ -356,7 +377,8 @@ class SigningService:
             self.manager.forget_tokens()
             return self._prepare(request, origin)
 
-    async def _sign_locked(self, request: ScsRequest, origin: str | None) -> dict[str, Any]:
+    async def _sign_locked(self, request: ScsRequest, origin: str | None,
+                           present: Callable[[str], None] | None = None, after: str | None = None) -> dict[str, Any]:
         try:
             allowed, choices, relaxed = await self._card(self._prepare_with_retry, request, origin)
         except CardError as exc:
@@ -364,24 +386,53 @@ class SigningService:
         digest = formats.message_digest(request.sign_request)
         dialog_request = DialogRequest(origin, request.info, request.signature_type, request.content_type,
                                        request.hash_algorithm, len(request.content), digest.hex(),
-                                       tuple(choices), relaxed)
+                                       tuple(choices), relaxed, present, after)
         try:
-            answer = await asyncio.wait_for(self.dialog.ask(dialog_request), self.settings.dialog_timeout)
+            result = await self._converse(request, origin, dialog_request, allowed, choices)
+        except ScsFailure as exc:
+            await self._finish(dialog_request, False, exc.text)
+            raise
+        finally:
+            for reader in {c.token.reader for c in allowed}:  # PIN counters may have moved: refresh the status
+                threading.Thread(target=self.state.refresh, args=(reader,), daemon=True).start()
+        await self._finish(dialog_request, True, "Signature generated")
+        self.guard.record_success(origin or "")
+        return result
+
+    async def _finish(self, dialog_request: DialogRequest, ok: bool, text: str) -> None:
+        finish = getattr(self.dialog, "finish", None)
+        if finish is not None:
+            await finish(dialog_request, ok, text)
+
+    async def _ask(self, coroutine: Any) -> DialogAnswer:
+        try:
+            return await asyncio.wait_for(coroutine, self.settings.dialog_timeout)
         except TimeoutError:
             raise ScsFailure(401, "the user did not answer the dialog in time") from None
         except DialogRefused as exc:
             raise ScsFailure(403, str(exc)) from None
-        if answer.choice is None or not 0 <= answer.choice < len(allowed):
-            self.guard.record_cancel(origin or "")
-            raise ScsFailure(401, "cancelled by the user")
-        chosen, choice = allowed[answer.choice], choices[answer.choice]
-        if choice.blocked:
-            raise ScsFailure(401, f"{choice.pin_label} is blocked; unblock it with the PUK")
-        if choice.needs_pin and not answer.pin:
-            raise ScsFailure(401, "no PIN was entered")
-        result = await self._do_sign(request, chosen, answer)
-        self.guard.record_success(origin or "")
-        return result
+
+    async def _converse(self, request: ScsRequest, origin: str | None, dialog_request: DialogRequest,
+                        allowed: list[_Candidate], choices: list[Choice]) -> dict[str, Any]:
+        """Ask, sign, and, where the dialog can (the web dialog), let the user correct a wrong PIN.
+        Each new PIN comes from the user: a wrong PIN is never retried by us."""
+        answer = await self._ask(self.dialog.ask(dialog_request))
+        while True:
+            if answer.choice is None or not 0 <= answer.choice < len(allowed):
+                self.guard.record_cancel(origin or "")
+                raise ScsFailure(401, "cancelled by the user")
+            chosen, choice = allowed[answer.choice], choices[answer.choice]
+            if choice.blocked:
+                raise ScsFailure(401, f"{choice.pin_label} is blocked; unblock it with the PUK")
+            if choice.needs_pin and not answer.pin:
+                raise ScsFailure(401, "no PIN was entered")
+            try:
+                return await self._do_sign(request, chosen, answer)
+            except WrongPin as exc:
+                ask_again = getattr(self.dialog, "ask_again", None)
+                if ask_again is None or not exc.tries_left:
+                    raise
+                answer = await self._ask(ask_again(dialog_request, exc.text, exc.tries_left))
 
     async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer) -> dict[str, Any]:
         pin_always = self.settings.pin_always
@@ -397,7 +448,7 @@ class SigningService:
             output = await self._card(work)
         except WrongPinError as exc:
             left = "unknown" if exc.tries_left is None else str(exc.tries_left)
-            raise ScsFailure(401, f"wrong PIN; tries left: {left}") from None
+            raise WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left) from None
         except (PinBlockedError, PinInvalidatedError):
             raise ScsFailure(401, "the PIN is blocked; unblock it with the PUK") from None
         except CardRemovedError:

@@ -12,6 +12,8 @@ import errno
 import html
 import logging
 import sys
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,9 +22,13 @@ from card import CardManager, CardPolicy, VirtualCard
 
 from . import policy
 from .dialog import AutoDialog, Dialog, TerminalDialog
+from .playground import add_routes as add_playground_routes
 from .scs import CardState, ScsFailure, SigningService, failure, parse_json, parse_request, version_payload
 from .settings import Settings, load_settings
 from .tls import ensure_tls, server_context
+from .webdialog import WebDialog
+from .webdialog import add_routes as add_dialog_routes
+from .websigner import add_routes as add_websigner_routes
 
 log = logging.getLogger(__name__)
 
@@ -145,21 +151,26 @@ async def sign(request: web.Request) -> web.Response:
         return _json(failure(settings.scs_version, 500, "internal error; see the server log"))
 
 
-async def status_page(request: web.Request) -> web.Response:
-    rows = []
-    for s in request.app[STATE].summaries():
-        certs = "".join(f"<li>[{html.escape(c['role'])}] {html.escape(c['subject'])}</li>" for c in s.certificates)
-        rows.append(f"<h2>{html.escape(s.reader)}</h2><p>{html.escape(s.profile)} · serial "
-                    f"{html.escape(s.serial)} {html.escape(s.problem)}</p><ul>{certs}</ul>")
-    body = "".join(rows) or "<p>No card.</p>"
-    page = (f"<!doctype html><meta charset=utf-8><title>digisign-web</title><h1>digisign-web</h1>{body}"
-            "<p>SCS endpoints: <code>GET /version</code>, <code>POST /sign</code>.</p>")
-    return web.Response(text=page, content_type="text/html",
-                        headers={"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"})
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' "
+            "https://localhost:* https://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+async def playground_page(request: web.Request) -> web.Response:
+    """The signing playground: the page an integrator opens first."""
+    text = (static_dir() / "playground.html").read_text(encoding="utf-8")
+    text = text.replace("{{lang}}", html.escape(request.app[SETTINGS].language))
+    return web.Response(text=text, content_type="text/html",
+                        headers={"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY",
+                                 "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204)  # the middleware adds the CORS headers
+
+
+def static_dir() -> Path:
+    """The installed ``static`` package: scs.js, the dialog and the playground."""
+    return Path(str(resources.files("static")))
 
 
 def create_app(service: SigningService) -> web.Application:
@@ -171,18 +182,31 @@ def create_app(service: SigningService) -> web.Application:
     app.router.add_get("/version", version)
     app.router.add_route("GET", "/sign", sign)
     app.router.add_route("POST", "/sign", sign)
-    app.router.add_get("/", status_page)
+    app.router.add_get("/", playground_page)
+    add_playground_routes(app)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    app.router.add_static("/static/", static_dir())
+    if isinstance(service.dialog, WebDialog):
+        add_dialog_routes(app, service.dialog)
+    add_websigner_routes(app, service)
     return app
 
 
-def build_dialog(args: argparse.Namespace) -> Dialog:
+def build_dialog(args: argparse.Namespace, settings: Settings) -> Dialog:
     if args.dialog == "auto":
         return AutoDialog(args.auto_pin1, args.auto_pin2, cancel=args.auto_cancel,
                           allow_real_cards=args.auto_approve_real_cards)
     if args.dialog == "web":
-        log.warning("the web dialog is not available yet: using the terminal dialog")
+        return WebDialog(timeout=settings.dialog_timeout, language=settings.language)
     return TerminalDialog()
+
+
+def _ca_trusted(ca: Path) -> bool:
+    try:
+        from .trust import is_trusted_anywhere
+    except ImportError:
+        return True
+    return is_trusted_anywhere(ca, Path.home())
 
 
 async def _bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any) -> int | None:
@@ -224,7 +248,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     manager = CardManager(card_policy, virtual=virtual)
     state = CardState(manager)
-    service = SigningService(manager, state, settings, build_dialog(args))
+    service = SigningService(manager, state, settings, build_dialog(args, settings))
     manager.start()
     if virtual is not None:
         await asyncio.to_thread(state.refresh, manager.virtual_reader)
@@ -238,12 +262,16 @@ async def _run(args: argparse.Namespace) -> int:
         await runner.cleanup()
         manager.stop()
         return 2
+    if isinstance(service.dialog, WebDialog):
+        service.dialog.base_url = f"https://localhost:{port}"
     print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
     if settings.http_ports:
         http_port = await _bind(runner, settings.http_ports, None)
         if http_port:
             print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
     print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
+    if not _ca_trusted(files.ca_cert):
+        print("hint: browsers do not trust it yet; run `digisign-web trust install` (see certs/README.md)")
     if virtual is not None:
         print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
     print(f"dialog: {args.dialog}", flush=True)

@@ -1,0 +1,257 @@
+"""Same-origin helpers for the signing playground at ``/``: status, signature checks, and a PDF flow.
+
+They let the playground show what browser JavaScript cannot do well: verify CMS/XML (with the verify
+module, i.e. pyHanko and signxml), decode certificates, and prepare/finish a PAdES PDF around a
+``cms-pades`` signature exactly as a relying party would. None of them touches the card. They answer only
+the playground's own origin, and keep at most a few PDFs in memory for a few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from card.token import NAME_OVERRIDES, ecdsa_raw_to_der
+
+from .verify import verify_bytes
+
+log = logging.getLogger(__name__)
+
+PDF_LIMIT = 20 * 1024 * 1024
+PDF_SESSIONS = 8
+PDF_TTL = 600.0
+
+
+def _same_origin(request: web.Request) -> None:
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if site not in (None, "same-origin") or (origin is not None and origin != f"{request.scheme}://{request.host}"):
+        raise web.HTTPForbidden(text="the playground helpers answer the playground page only")
+
+
+def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        usages = [name for name in ("digital_signature", "content_commitment", "key_encipherment",
+                                    "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
+                  if getattr(usage, name)]
+    except x509.ExtensionNotFound:
+        usages = []
+    public = cert.public_key()
+    key = f"EC {public.curve.name}" if isinstance(public, ec.EllipticCurvePublicKey) else \
+        f"RSA {public.key_size}" if isinstance(public, rsa.RSAPublicKey) else type(public).__name__
+    return {
+        "subject": cert.subject.rfc4514_string(NAME_OVERRIDES),
+        "issuer": cert.issuer.rfc4514_string(NAME_OVERRIDES),
+        "serial": format(cert.serial_number, "X"),
+        "notBefore": cert.not_valid_before_utc.isoformat(),
+        "notAfter": cert.not_valid_after_utc.isoformat(),
+        "keyUsage": ["non_repudiation" if u == "content_commitment" else u for u in usages],
+        "key": key,
+    }
+
+
+def _b64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise web.HTTPBadRequest(text=f"{name}: base64 string expected")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise web.HTTPBadRequest(text=f"{name}: not valid base64") from None
+
+
+def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: str, plain: bool,
+               leaf: x509.Certificate) -> tuple[bool, str]:
+    algorithm = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
+                 "SHA512": hashes.SHA512}[hash_name]()
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    digest = content if content_type == "digest" else None
+    public = leaf.public_key()
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            der = ecdsa_raw_to_der(signature) if plain else signature
+            if digest is not None:
+                public.verify(der, digest, ec.ECDSA(Prehashed(algorithm)))
+            else:
+                public.verify(der, content, ec.ECDSA(algorithm))
+        elif isinstance(public, rsa.RSAPublicKey):
+            if digest is not None:
+                public.verify(signature, digest, padding.PKCS1v15(), Prehashed(algorithm))
+            else:
+                public.verify(signature, content, padding.PKCS1v15(), algorithm)
+        else:
+            return False, "unsupported key type"
+    except (InvalidSignature, ValueError) as exc:
+        return False, f"the signature does not verify ({type(exc).__name__})"
+    return True, "the signature verifies against the leaf certificate's public key"
+
+
+async def verify(request: web.Request) -> web.Response:
+    """Check an SCS answer: {signatureType, signature, content, contentType, hashAlgorithm, chain}."""
+    _same_origin(request)
+    try:
+        data = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="JSON expected") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="JSON object expected")
+    chain_b64 = data.get("chain") or []
+    if not isinstance(chain_b64, list) or not chain_b64:
+        raise web.HTTPBadRequest(text="chain: a non-empty list expected")
+    try:
+        chain = [x509.load_der_x509_certificate(_b64(c, "chain")) for c in chain_b64]
+    except ValueError:
+        raise web.HTTPBadRequest(text="chain: not DER certificates") from None
+    signature = _b64(data.get("signature"), "signature")
+    content = _b64(data.get("content", ""), "content")
+    kind = str(data.get("signatureType", "signature"))
+    content_type = str(data.get("contentType", "data"))
+    hash_name = str(data.get("hashAlgorithm", "SHA256")).upper()
+    root = chain[-1]
+    result: dict[str, Any] = {"chain": [describe_certificate(c) for c in chain],
+                              "trustNote": "The chain is checked up to the root in the answer; decide yourself "
+                                           "whether you trust that root."}
+    if kind in ("signature", "signature-plain"):
+        if hash_name not in ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512"):
+            raise web.HTTPBadRequest(text="hashAlgorithm unknown")
+        ok, text = _check_raw(signature, content, content_type, hash_name, kind == "signature-plain", chain[0])
+        result.update(format=f"raw ({kind})", intact=ok, trusted=None, signer=describe_certificate(chain[0])["subject"],
+                      hash=hash_name, problems=[] if ok else [text], summary=text)
+        return web.json_response(result)
+    detached = None
+    if (kind in ("cms", "pkcs7") and content_type == "digest") or kind == "cms-pades":
+        if "originalContent" not in data:
+            result.update(format="CMS, detached over a digest", intact=None, trusted=None, signer="", hash=hash_name,
+                          problems=["a detached CMS over a digest needs the original content to be checked"],
+                          summary="not checked")
+            return web.json_response(result)
+        detached = _b64(data.get("originalContent"), "originalContent")
+    try:
+        reports = await asyncio.to_thread(verify_bytes, signature, detached, [root])
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    report = reports[0]
+    result.update(format=report.format, intact=report.intact, trusted=report.trusted, signer=report.signer,
+                  hash=report.hash_algorithm, problems=report.problems,
+                  summary="valid" if report.ok else "NOT valid")
+    return web.json_response(result)
+
+
+@dataclass
+class _PdfJob:
+    prepared: Any
+    output: io.BytesIO
+    hash_algorithm: str
+    created: float
+
+
+class PdfFlow:
+    """What a relying party does around ``cms-pades``: prepare the PDF, hand out the ByteRange digest,
+    then embed the returned CMS. Kept in memory, few and short-lived."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _PdfJob] = {}
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, job in list(self._jobs.items()):
+            if now - job.created > PDF_TTL:
+                self._jobs.pop(key, None)
+        while len(self._jobs) >= PDF_SESSIONS:
+            self._jobs.pop(next(iter(self._jobs)))
+
+    async def prepare(self, request: web.Request) -> web.Response:
+        _same_origin(request)
+        from asn1crypto import x509 as asn1_x509
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.pdf_utils.reader import PdfFileReader
+        from pyhanko.sign import fields, signers
+
+        hash_name = request.query.get("hashAlgorithm", "SHA256").upper()
+        if hash_name not in ("SHA256", "SHA384", "SHA512"):
+            raise web.HTTPBadRequest(text="hashAlgorithm: SHA256, SHA384 or SHA512")
+        if request.content_length and request.content_length > PDF_LIMIT:
+            raise web.HTTPRequestEntityTooLarge(max_size=PDF_LIMIT, actual_size=request.content_length)
+        pdf = await request.read()
+        if not pdf.startswith(b"%PDF"):
+            raise web.HTTPBadRequest(text="that is not a PDF")
+        leaf_b64 = request.query.get("cert")
+        leaf = asn1_x509.Certificate.load(_b64(leaf_b64, "cert")) if leaf_b64 else None
+        try:
+            count = len(PdfFileReader(io.BytesIO(pdf)).embedded_signatures)
+            writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+            meta = signers.PdfSignatureMetadata(field_name=f"Signature{count + 1}", md_algorithm=hash_name.lower(),
+                                                subfilter=fields.SigSeedSubFilter.PADES)
+            placeholder = signers.ExternalSigner(signing_cert=leaf, cert_registry=None, signature_value=bytes(512))
+            pdf_signer = signers.PdfSigner(meta, signer=placeholder)
+            prepared, _tbs, output = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=24576)
+        except Exception as exc:
+            log.info("playground: cannot prepare that PDF: %s", exc)
+            raise web.HTTPBadRequest(text=f"cannot prepare that PDF: {exc}") from None
+        self._expire()
+        key = secrets.token_urlsafe(16)
+        self._jobs[key] = _PdfJob(prepared, output, hash_name, time.monotonic())
+        return web.json_response({"job": key, "hashAlgorithm": hash_name,
+                                  "digest": base64.b64encode(prepared.document_digest).decode()})
+
+    async def finish(self, request: web.Request) -> web.Response:
+        _same_origin(request)
+        try:
+            data = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="JSON expected") from None
+        job = self._jobs.pop(str(data.get("job", "")), None) if isinstance(data, dict) else None
+        if job is None:
+            raise web.HTTPGone(text="that PDF job has expired; start again")
+        cms = _b64(data.get("cms"), "cms")
+        try:
+            job.prepared.fill_with_cms(job.output, cms)
+        except Exception as exc:
+            raise web.HTTPBadRequest(text=f"cannot embed that CMS: {exc}") from None
+        return web.Response(body=job.output.getvalue(), content_type="application/pdf",
+                            headers={"Content-Disposition": 'attachment; filename="signed.pdf"'})
+
+
+async def status(request: web.Request) -> web.Response:
+    """Server and card state for the playground (from memory, like /version)."""
+    from .server import SETTINGS, STATE
+
+    state = request.app[STATE]
+    readers = state.manager.readers()
+    summaries = {s.reader: s for s in state.summaries()}
+    body = {
+        "version": request.app[SETTINGS].scs_version,
+        "readers": [{"name": name, "card": atr is not None,
+                     "atr": atr.hex(" ").upper() if atr else None,
+                     "token": _summary(summaries.get(name))} for name, atr in readers.items()],
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def _summary(summary: Any) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {"profile": summary.profile, "serial": summary.serial, "label": summary.label,
+            "problem": summary.problem, "certificates": summary.certificates}
+
+
+def add_routes(app: web.Application) -> None:
+    flow = PdfFlow()
+    app.router.add_get("/playground/status", status)
+    app.router.add_post("/playground/verify", verify)
+    app.router.add_post("/playground/pdf/prepare", flow.prepare)
+    app.router.add_post("/playground/pdf/finish", flow.finish)

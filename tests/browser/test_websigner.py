@@ -1,0 +1,230 @@
+"""WebSigner in a real headless Chromium: a relying-party site on another origin with a JavaScript-free
+HTML form posts to /websigner; the dialog runs in that tab; the result comes back as a form POST to the
+relying party's returnUrl and is checked with independent verifiers (cryptography, openssl, xmlsec1)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.browser.conftest import WebServer, free_port, screenshot
+
+
+@dataclass
+class RelyingParty:
+    """A plain-HTTP site on 127.0.0.1:<port> whose pages hold JavaScript-free forms (the /popup page is
+    the post_message variant and uses JS on purpose), and whose /return records what it is posted."""
+
+    port: int
+    scs_port: int
+    received: list[dict[str, list[str]]] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    upload: bool = False
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def form_page(self) -> str:
+        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                         for k, v in self.fields.items())
+        file_input = '<input type="file" name="file" id="file">' if self.upload else ""
+        enctype = ' enctype="multipart/form-data"' if self.upload else ""
+        return (f'<!doctype html><meta charset=utf-8><title>Relying party</title><h1>Tax office (test)</h1>'
+                f'<form method="post" action="https://localhost:{self.scs_port}/websigner"{enctype}>'
+                f'{inputs}{file_input}<button id="go" type="submit">Sign with your ID card</button></form>')
+
+    def popup_page(self) -> str:
+        return (f'<!doctype html><meta charset=utf-8><title>Relying party (popup)</title>'
+                f'<form id="f" method="post" target="websigner" action="https://localhost:{self.scs_port}/websigner">'
+                + "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                          for k, v in self.fields.items())
+                + '</form><button id="go">Sign</button><pre id="out"></pre>'
+                '<script src="/popup.js"></script>')
+
+
+POPUP_JS = b"""
+document.getElementById("go").addEventListener("click", () => {
+  window.open("about:blank", "websigner");
+  document.getElementById("f").submit();
+});
+window.addEventListener("message", (event) => {
+  document.getElementById("out").textContent = JSON.stringify({origin: event.origin, data: event.data});
+});
+"""
+
+
+@pytest.fixture
+def relying_party(web_server: WebServer) -> Iterator[RelyingParty]:
+    rp = RelyingParty(free_port(), web_server.server.port)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, body: bytes, kind: str = "text/html; charset=utf-8") -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/popup":
+                self._send(rp.popup_page().encode())
+            elif self.path == "/popup.js":
+                self._send(POPUP_JS, "text/javascript")
+            else:
+                self._send(rp.form_page().encode())
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length).decode()
+            rp.received.append(urllib.parse.parse_qs(body, keep_blank_values=True))
+            self._send(b"<!doctype html><title>Thanks</title><h1 id=thanks>Thank you</h1>")
+
+    server = ThreadingHTTPServer(("127.0.0.1", rp.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rp
+    server.shutdown()
+
+
+@pytest.fixture
+def rp_page(browser_factory, trusted_home, relying_party: RelyingParty):
+    # The relying party plays a public web site; the user has allowed it local network access.
+    browser = browser_factory(trusted_home, [f"--ip-address-space-overrides=127.0.0.1:{relying_party.port}=public"])
+    context = browser.new_context()
+    context.grant_permissions(["local-network-access"], origin=relying_party.origin)
+    return context.new_page()
+
+
+def answer_dialog(page, pin: str = "123456") -> None:
+    page.wait_for_selector("#request:not([hidden])")
+    page.fill("#pin", pin)
+    page.click("#sign")
+
+
+def chain_of(fields: dict[str, list[str]]) -> list[x509.Certificate]:
+    return [x509.load_der_x509_certificate(base64.b64decode(c)) for c in fields["chain"]]
+
+
+def form_fields(rp: RelyingParty, content: bytes, signature_type: str, **extra: str) -> None:
+    rp.fields = {"content": base64.b64encode(content).decode(), "signatureType": signature_type,
+                 "returnUrl": f"{rp.origin}/return", "state": "order-42", "keyusages": "nonrepudiation", **extra}
+
+
+def test_signature_through_a_plain_form(rp_page, relying_party: RelyingParty) -> None:
+    content = b"Veroilmoitus 2026"
+    form_fields(relying_party, content, "signature", info="Sign your tax return")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    rp_page.wait_for_selector("#request:not([hidden])")
+    assert rp_page.text_content("#origin") == relying_party.origin  # the sender, from its Origin header
+    assert rp_page.text_content("#info") == "Sign your tax return"
+    screenshot(rp_page, "websigner-dialog")
+    answer_dialog(rp_page)
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["status"] == ["ok"] and fields["reasonCode"] == ["200"] and fields["state"] == ["order-42"]
+    leaf = chain_of(fields)[0]
+    algorithm = getattr(hashes, fields["signatureAlgorithm"][0].split("with")[0])()
+    leaf.public_key().verify(base64.b64decode(fields["signature"][0]), content, ec.ECDSA(algorithm))
+
+
+def test_cms_from_a_file_upload(rp_page, relying_party: RelyingParty, tmp_path: Path) -> None:
+    document = tmp_path / "contract.txt"
+    document.write_bytes("Sopimus – liite 1\n".encode() * 50)
+    form_fields(relying_party, b"", "cms")
+    del relying_party.fields["content"]
+    relying_party.upload = True
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.set_input_files("#file", str(document))
+    rp_page.click("#go")
+    answer_dialog(rp_page)
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["status"] == ["ok"], fields
+    (tmp_path / "s.p7s").write_bytes(base64.b64decode(fields["signature"][0]))
+    (tmp_path / "root.pem").write_bytes(chain_of(fields)[-1].public_bytes(Encoding.PEM))
+    result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "s.p7s"),
+                             "-CAfile", str(tmp_path / "root.pem"), "-purpose", "any", "-out", str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out").read_bytes() == document.read_bytes()  # the file went in with no base64
+
+
+def test_xml_verified_by_xmlsec(rp_page, relying_party: RelyingParty, tmp_path: Path) -> None:
+    form_fields(relying_party, b"<hakemus><nimi>Testi</nimi></hakemus>", "xml")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    answer_dialog(rp_page)
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["status"] == ["ok"], fields
+    (tmp_path / "signed.xml").write_bytes(base64.b64decode(fields["signature"][0]))
+    (tmp_path / "root.pem").write_bytes(chain_of(fields)[-1].public_bytes(Encoding.PEM))
+    result = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(tmp_path / "root.pem"),
+                             str(tmp_path / "signed.xml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cancel_is_delivered_too(rp_page, relying_party: RelyingParty) -> None:
+    form_fields(relying_party, b"x", "signature")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    rp_page.wait_for_selector("#request:not([hidden])")
+    rp_page.click("#cancel")
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["status"] == ["failed"] and fields["reasonCode"] == ["401"] and fields["state"] == ["order-42"]
+    assert "signature" not in fields
+
+
+def test_errors_before_the_dialog_are_delivered(rp_page, relying_party: RelyingParty) -> None:
+    form_fields(relying_party, b"x", "cms", hashAlgorithm="SHA1")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["reasonCode"] == ["501"] and "SHA1" in fields["reasonText"][0]
+
+
+def test_return_url_of_another_origin_is_refused(rp_page, relying_party: RelyingParty) -> None:
+    form_fields(relying_party, b"x", "signature", returnUrl="https://attacker.example/collect")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    rp_page.wait_for_selector("text=Request refused")
+    assert "same origin" in rp_page.text_content("main")
+    assert relying_party.received == []
+
+
+def test_post_message_mode(rp_page, relying_party: RelyingParty) -> None:
+    form_fields(relying_party, b"popup", "signature-plain", responseMode="post_message")
+    rp_page.goto(relying_party.origin + "/popup")
+    with rp_page.expect_popup() as popup_info:
+        rp_page.click("#go")
+    popup = popup_info.value
+    answer_dialog(popup)
+    rp_page.wait_for_function("document.getElementById('out').textContent.length > 0")
+    import json
+
+    message = json.loads(rp_page.text_content("#out"))
+    assert message["origin"].startswith("https://localhost:")
+    data = message["data"]
+    assert data["status"] == "ok" and data["state"] == "order-42"
+    assert data["signatureAlgorithm"].endswith("PLAIN-ECDSA")
+    assert len(base64.b64decode(data["signature"])) == 96
