@@ -14,7 +14,7 @@ ARGS       ?=
 # (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
 demo:
 	@test -x $(VENV)/bin/digisign-web || bash scripts/venv.sh .
-	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog terminal
+	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog web
 
 test:
 	bash scripts/test.sh $(ARGS)

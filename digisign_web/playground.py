@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import html
 import io
 import logging
 import secrets
@@ -109,6 +110,10 @@ async def verify(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="JSON expected") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="JSON object expected")
+    return web.json_response(await _verify_data(data))
+
+
+async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
     chain_b64 = data.get("chain") or []
     if not isinstance(chain_b64, list) or not chain_b64:
         raise web.HTTPBadRequest(text="chain: a non-empty list expected")
@@ -131,14 +136,14 @@ async def verify(request: web.Request) -> web.Response:
         ok, text = _check_raw(signature, content, content_type, hash_name, kind == "signature-plain", chain[0])
         result.update(format=f"raw ({kind})", intact=ok, trusted=None, signer=describe_certificate(chain[0])["subject"],
                       hash=hash_name, problems=[] if ok else [text], summary=text)
-        return web.json_response(result)
+        return result
     detached = None
     if (kind in ("cms", "pkcs7") and content_type == "digest") or kind == "cms-pades":
         if "originalContent" not in data:
             result.update(format="CMS, detached over a digest", intact=None, trusted=None, signer="", hash=hash_name,
                           problems=["a detached CMS over a digest needs the original content to be checked"],
                           summary="not checked")
-            return web.json_response(result)
+            return result
         detached = _b64(data.get("originalContent"), "originalContent")
     try:
         reports = await asyncio.to_thread(verify_bytes, signature, detached, [root])
@@ -148,7 +153,7 @@ async def verify(request: web.Request) -> web.Response:
     result.update(format=report.format, intact=report.intact, trusted=report.trusted, signer=report.signer,
                   hash=report.hash_algorithm, problems=report.problems,
                   summary="valid" if report.ok else "NOT valid")
-    return web.json_response(result)
+    return result
 
 
 @dataclass
@@ -249,9 +254,44 @@ def _summary(summary: Any) -> dict[str, Any] | None:
             "problem": summary.problem, "certificates": summary.certificates}
 
 
+async def websigner_result(request: web.Request) -> web.Response:
+    """The playground's WebSigner returnUrl: show what came back and check it, as a relying party would."""
+    form = await request.post()
+    fields = {k: form.getall(k) for k in set(form.keys())}
+    first = {k: str(v[0]) for k, v in fields.items() if v}
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(_short(str(v)))}</code></td></tr>"
+                   for k, values in sorted(fields.items()) for v in values)
+    verdict = ""
+    if first.get("status") == "ok":
+        data = {"signatureType": first.get("signatureType", "signature"), "signature": first.get("signature", ""),
+                "content": str(form.get("state") or ""), "contentType": "data",  # the playground puts it in state
+                "hashAlgorithm": first.get("signatureAlgorithm", "SHA256with").split("with")[0],
+                "chain": [str(c) for c in fields.get("chain", [])]}
+        try:
+            check = await _verify_data(data)
+            verdict = (f'<p class="result {"ok" if check.get("intact") else "bad"}">'
+                       f'{html.escape(str(check.get("summary")))} – {html.escape(str(check.get("format")))}</p>')
+        except web.HTTPException as exc:
+            verdict = f'<p class="error">{html.escape(exc.text or "")}</p>'
+    page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><title>WebSigner result</title>'
+            '<link rel="stylesheet" href="/static/ui.css"></head><body class="playground"><main class="wrap">'
+            '<section class="panel"><h2>WebSigner result</h2>'
+            f"{verdict}<table>{rows}</table><p><a href=\"/\">Back to the playground</a></p>"
+            "</section></main></body></html>")
+    return web.Response(text=page, content_type="text/html",
+                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'self'; "
+                                                            "frame-ancestors 'none'", "Cache-Control": "no-store"})
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 120 else f"{value[:60]}…{value[-40:]} ({len(value)} characters)"
+
+
 def add_routes(app: web.Application) -> None:
     flow = PdfFlow()
     app.router.add_get("/playground/status", status)
     app.router.add_post("/playground/verify", verify)
     app.router.add_post("/playground/pdf/prepare", flow.prepare)
     app.router.add_post("/playground/pdf/finish", flow.finish)
+    app.router.add_post("/playground/websigner-result", websigner_result)

@@ -161,7 +161,9 @@ async def playground_page(request: web.Request) -> web.Response:
     text = text.replace("{{lang}}", html.escape(request.app[SETTINGS].language))
     return web.Response(text=text, content_type="text/html",
                         headers={"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY",
-                                 "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+                                 # same-origin, not no-referrer: with no-referrer the WebSigner form's
+                                 # Origin header would be "null" and the post refused as anonymous
+                                 "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
 
 
 async def preflight(request: web.Request) -> web.Response:

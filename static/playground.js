@@ -109,7 +109,7 @@
 
   // --- tabs ----------------------------------------------------------------------------------------------
 
-  const TABS = ["request", "pdf", "auth"];
+  const TABS = ["request", "pdf", "auth", "websigner"];
 
   function showTab(name, focus) {
     for (const tab of TABS) {
@@ -130,6 +130,17 @@
     });
   });
   showTab(TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "request");
+
+  // --- WebSigner ------------------------------------------------------------------------------------------
+  // The form itself is plain HTML; the page only fills in what a server-rendered form would carry.
+
+  $("ws-text").value = t("pg.sampleText");
+  $("ws-return").value = location.origin + "/playground/websigner-result";
+  $("ws-form").addEventListener("submit", () => {
+    const content = SCS.base64FromText($("ws-text").value);
+    $("ws-content").value = content;
+    $("ws-state").value = content; // echoed back untouched: the result page uses it to check the signature
+  });
 
   // --- troubleshooting -----------------------------------------------------------------------------------
 
@@ -165,14 +176,20 @@
 
   /** Explains a failure inline (box) for answers from the server; transport failures go to the top panel. */
   async function explainFailure(error, box) {
+    if (!(error instanceof SCS.SCSError)) {  // e.g. a helper's refusal ("that is not a PDF"): say it as it is
+      box.replaceChildren(el("p", "error", String(error && error.message || error)));
+      show(box, true);
+      return null;
+    }
     const help = await explain(error);
     if (error instanceof SCS.SCSError && error.response) {
       window.SCSTroubleshoot.render(help, box, { detailsLabel: t("pg.troubleDetails") });
       show(box, true);
     } else {
-      box.replaceChildren(el("p", "error", help.title));
+      box.replaceChildren(el("p", "error", t("pg.seeTrouble", { title: help.title.charAt(0).toLowerCase() + help.title.slice(1) })));
       show(box, true);
       showTrouble(help, "action");
+      pollStatus();  // the status panel should agree at once, not at the next poll
     }
     return help;
   }
@@ -190,25 +207,25 @@
 
   function certificateRow(cert) {
     const row = el("div", "cert");
-    const head = el("div", "cert-head");
-    const role = cert.role === "signature" ? t("pg.roleSignature") : cert.role === "authentication" ?
-      t("pg.roleAuthentication") : cert.role;
-    head.append(el("span", "badge" + (cert.role === "signature" ? " sig" : ""), role), el("strong", "", commonName(cert.subject)));
-    row.append(head);
+    row.append(el("strong", "cert-name", commonName(cert.subject)));
     const facts = [cert.key, t("pg.expires", { date: formatDate(cert.notAfter) })];
     if (cert.keyUsage && cert.keyUsage.length) facts.push(keyUsageText(cert.keyUsage));
     row.append(el("div", "meta", facts.join(" · ")));
+    const tags = el("div", "cert-tags");
+    const role = cert.role === "signature" ? t("pg.roleSignature") : cert.role === "authentication" ?
+      t("pg.roleAuthentication") : cert.role;
+    tags.append(el("span", "badge" + (cert.role === "signature" ? " sig" : ""), role));
     if (cert.pin) {
-      const pin = el("div", "pin-line");
       if (cert.blocked) {
-        pin.append(el("span", "badge bad", t("pg.blocked")), el("span", "meta", " " + cert.pin));
+        tags.append(el("span", "badge bad tries", t("pg.blocked")));
       } else {
         const tries = Number(cert.triesLeft);
-        pin.append(el("span", "badge " + (tries <= 1 ? "bad" : tries <= 2 ? "warn" : "ok"),
-          t(tries === 1 ? "pg.oneTryLeft" : "pg.triesLeft", { n: tries })), el("span", "meta", " " + cert.pin));
+        tags.append(el("span", "badge tries " + (tries <= 1 ? "bad" : tries <= 2 ? "warn" : "ok"),
+          t(tries === 1 ? "pg.oneTryLeft" : "pg.triesLeft", { n: tries })));
       }
-      row.append(pin);
+      tags.append(el("span", "meta", cert.pin));
     }
+    row.append(tags);
     return row;
   }
 
@@ -262,6 +279,8 @@
   function renderDown() {
     $("server-dot").className = "dot bad";
     $("server-text").textContent = t("pg.serverDown");
+    $("server-version").textContent = "–";
+    $("server-algorithms").textContent = "–";
     lastStatusJson = "";
     $("readers").replaceChildren(el("p", "meta", t("pg.statusUnknown")));
   }
@@ -277,8 +296,9 @@
       } catch (error) {
         // the status helper is a nicety; /version already told us the server is up
       }
+      const wasDown = serverUp === false;
       serverUp = true;
-      if (troubleSource === "poll") hideTrouble();
+      if (troubleSource === "poll" || (wasDown && troubleSource === "action")) hideTrouble();
     } catch (error) {
       const wasUp = serverUp;
       serverUp = false;
@@ -306,7 +326,8 @@
   }
 
   function checked(name) {
-    return Array.from(document.querySelectorAll('input[name="' + name + '"]:checked')).map((box) => box.value);
+    // Only the request builder's boxes: the WebSigner tab's form has fields of the same names.
+    return Array.from($("view-request").querySelectorAll('input[name="' + name + '"]:checked')).map((box) => box.value);
   }
 
   function syncForm() {
@@ -320,6 +341,11 @@
     show($("digest-hint"), contentType.value === "digest");
     show($("auth-rule-hint"), checked("keyusages").includes("digitalsignature"));
     $("type-hint").textContent = t(TYPE_HINTS[type]);
+    const raw = type === "signature" || type === "signature-plain";
+    const refusal = $("hash").value === "SHA1" && !raw ? "pg.warnSha1" :
+      type === "xml" && contentType.value === "digest" ? "pg.warnXmlDigest" : "";
+    $("combo-note").textContent = refusal ? t(refusal) : "";
+    show($("combo-note"), Boolean(refusal));
   }
 
   /** The SCS request from the form: {request, original (the bytes before hashing), size}. */
@@ -500,8 +526,8 @@
   }
 
   function renderVerification(result) {
-    if (result.intact === true) setBadge($("verify-badge"), "ok", t("pg.valid"));
-    else if (result.intact === false) setBadge($("verify-badge"), "bad", t("pg.notValid"));
+    if (result.intact === true) setBadge($("verify-badge"), "ok", "✓ " + t("pg.valid"));
+    else if (result.intact === false) setBadge($("verify-badge"), "bad", "✗ " + t("pg.notValid"));
     else setBadge($("verify-badge"), "", t("pg.notChecked"));
     if (result.trusted === true) setBadge($("trust-badge"), "ok", t("pg.trusted"));
     else if (result.trusted === false) setBadge($("trust-badge"), "bad", t("pg.untrusted"));

@@ -258,7 +258,7 @@
     }
   }
 
-  /** The bases worth probing: options.base, then the URLs scs.js tried, then scs.js's cached base. */
+  /** The bases worth probing: options.base(s); else the URLs scs.js tried; else scs.js's cached base. */
   function basesFor(error, options) {
     const bases = [];
     const add = (url) => {
@@ -267,9 +267,11 @@
     };
     (Array.isArray(options.bases) ? options.bases : []).forEach(add);
     add(options.base);
-    const diagnosis = error && Array.isArray(error.diagnosis) ? error.diagnosis : [];
-    diagnosis.filter((d) => d.kind === "network").forEach((d) => add(d.url));
-    if (root.SCS && typeof root.SCS.getBase === "function") add(root.SCS.getBase());
+    if (!bases.length) {
+      const diagnosis = error && Array.isArray(error.diagnosis) ? error.diagnosis : [];
+      diagnosis.filter((d) => d.kind === "network").forEach((d) => add(d.url));
+    }
+    if (!bases.length && root.SCS && typeof root.SCS.getBase === "function") add(root.SCS.getBase());
     if (!bases.length) add(DEFAULT_BASE);
     return bases.slice(0, 6);
   }
@@ -302,8 +304,10 @@
   /**
    * Explains an error from SCS.discover/version/sign (or anything else thrown around them).
    * @param {*} error
-   * @param {{lang?: string, base?: string, bases?: string[], timeout?: number}} [options]
-   *   base(s): the server address(es) to probe (default: the ones scs.js tried, else https://localhost:53952)
+   * @param {{lang?: string, base?: string, bases?: string[], timeout?: number, checkLocalNetworkAccess?: boolean}}
+   *   [options] base(s): the server address(es) to probe (default: the ones scs.js tried, else
+   *   https://localhost:53952); timeout: ms per probe (3000); checkLocalNetworkAccess: query the permission
+   *   (default: unless the page itself is on a loopback address, where the permission does not apply)
    * @returns {Promise<{layer: string, layerName: string, title: string, fixes: string[], details: string[],
    *   localNetworkAccess: string, reachable: string|null}>}
    */
@@ -323,8 +327,8 @@
       .map((d) => d.url + ": " + d.kind + (d.detail ? " (" + d.detail + ")" : ""));
     if (error.cause) details.push(String(error.cause && error.cause.message || error.cause));
     const diagnosis = Array.isArray(error.diagnosis) ? error.diagnosis : [];
-    const pick = (layer, fixes, vars) => ({ layer: layer, layerName: t("layer." + layer),
-      title: t(layer + ".title", vars), fixes: fixes, details: details });
+    const pick = (layer, fixes, vars, prefix) => ({ layer: layer, layerName: t("layer." + layer),
+      title: t((prefix || layer) + ".title", vars), fixes: fixes, details: details });
 
     const notScs = diagnosis.find((d) => d.kind === "not-scs" || /^http-/.test(d.kind));
     if (notScs && !diagnosis.some((d) => d.kind === "network" || d.kind === "timeout")) {
@@ -339,8 +343,9 @@
 
     const bases = basesFor(error, opts);
     const pageIsLocal = root.location ? isLoopbackHost(root.location.hostname) : false;
+    const checkLna = opts.checkLocalNetworkAccess !== undefined ? Boolean(opts.checkLocalNetworkAccess) : !pageIsLocal;
     const [lna, probes] = await Promise.all([
-      pageIsLocal ? Promise.resolve("not needed") : localNetworkAccessState(),
+      checkLna ? localNetworkAccessState() : Promise.resolve("not needed"),
       Promise.all(bases.map((base) => noCorsProbe(base, opts.timeout || 3000))),
     ]);
     details.push(t("detail.lna", { state: lna }));
@@ -357,7 +362,7 @@
         title: t("lna.title." + lna), fixes: [t("lna.fix1", { state: lna }), t("lna.fix2")].concat(serverFixes),
         details: details };
     } else {
-      result = pick("server-or-certificate", serverFixes);
+      result = pick("server-or-certificate", serverFixes, {}, "server");
     }
     return Object.assign(result, { localNetworkAccess: lna, reachable: reachable });
   }

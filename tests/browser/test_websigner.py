@@ -228,3 +228,21 @@ def test_post_message_mode(rp_page, relying_party: RelyingParty) -> None:
     assert data["status"] == "ok" and data["state"] == "order-42"
     assert data["signatureAlgorithm"].endswith("PLAIN-ECDSA")
     assert len(base64.b64decode(data["signature"])) == 96
+
+
+@pytest.mark.parametrize("signature_type", ["signature", "cms", "xml"])
+def test_playground_websigner_tab(browser_factory, trusted_home, web_server: WebServer,
+                                  signature_type: str) -> None:
+    page = browser_factory(trusted_home).new_page()
+    page.goto(web_server.base + "/#websigner")
+    page.wait_for_selector("#view-websigner:not([hidden])")
+    page.fill("#ws-text", "Playground WebSigner test")
+    page.select_option("#ws-type", signature_type)
+    page.click("#ws-submit")
+    answer_dialog(page)
+    page.wait_for_selector("text=WebSigner result")
+    assert "ok" in page.get_attribute(".result", "class").split(), page.text_content(".result")
+    assert "NOT" not in page.text_content(".result")
+    assert "chain" in page.text_content("table") and "state" in page.text_content("table")  # all fields shown
+    if signature_type == "signature":
+        screenshot(page, "playground-websigner-result")

@@ -1,0 +1,48 @@
+"""The whole user journey in a real browser: an e-service page on another origin calls scs.js, the server
+opens the web dialog, the user enters the PIN and signs, and the page gets a signature that verifies."""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.browser.conftest import WebServer, screenshot
+from tests.browser.test_scs_js import open_page, site  # noqa: F401 - fixtures
+
+
+def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: WebServer) -> None:  # noqa: F811
+    rp = open_page(trusted_home)
+    rp.page.evaluate("(base) => { SCS.setBase(base); window.pending = window.runSignText("
+                     "'Hakemus 2026', {selector: {keyusages: ['nonrepudiation']}, info: 'Sign the application'}); }",
+                     web_server.base)
+    dialog = rp.page.context.new_page()  # the tab the server asked the browser to open
+    dialog.goto(web_server.next_dialog_url())
+    dialog.wait_for_selector("#request:not([hidden])")
+    assert dialog.text_content("#origin") == rp.page.evaluate("location.origin")
+    dialog.fill("#pin", "000000")  # a wrong PIN first: the dialog stays and says so
+    dialog.click("#sign")
+    dialog.wait_for_selector("text=Wrong PIN. 4 tries left.")
+    dialog.fill("#pin", "123456")
+    dialog.click("#sign")
+    outcome = rp.page.evaluate("() => window.pending")
+    assert outcome["ok"], outcome
+    answer = outcome["value"]
+    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
+    algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
+    leaf.public_key().verify(base64.b64decode(answer["signature"]), b"Hakemus 2026", ec.ECDSA(algorithm))
+    screenshot(rp.page, "relying-party-signed")
+
+
+def test_page_sees_cancel_as_401(open_page, trusted_home, web_server: WebServer) -> None:  # noqa: F811
+    rp = open_page(trusted_home)
+    rp.page.evaluate("(base) => { SCS.setBase(base); window.pending = window.runSignText('x'); }", web_server.base)
+    dialog = rp.page.context.new_page()
+    dialog.goto(web_server.next_dialog_url())
+    dialog.wait_for_selector("#request:not([hidden])")
+    dialog.click("#cancel")
+    outcome = rp.page.evaluate("() => window.pending")
+    assert not outcome["ok"] and outcome["error"]["reasonCode"] == 401
+    assert "401" in rp.text("error")
