@@ -126,6 +126,21 @@ class Certificate:
         return public.curve.name if isinstance(public, ec.EllipticCurvePublicKey) else None
 
 
+def _check_certificate(der: bytes, label: str) -> x509.Certificate:
+    """Parse a certificate from the card completely now: cryptography parses extensions and keys lazily,
+    and a broken card must give a typed error here, not a ValueError later in a property."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        list(cert.extensions)
+        cert.public_key()
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.not_valid_after_utc  # noqa: B018 - parsed for its error
+    except (ValueError, TypeError) as exc:
+        raise MalformedResponseError(f"certificate {label!r} does not parse: {exc}") from exc
+    return cert
+
+
 def ecdsa_raw_to_der(raw: bytes) -> bytes:
     """r||s (what FINEID returns, and XMLDSig wants) to DER Ecdsa-Sig-Value (what CMS and Java want)."""
     if not raw or len(raw) % 2:
@@ -418,7 +433,7 @@ class Token:
                     der = self._app_file(known.cert_path)
                 except FileNotFoundOnCardError:
                     continue  # an empty slot
-                cert = x509.load_der_x509_certificate(der)
+                cert = _check_certificate(der, known.role)
                 public = cert.public_key()
                 algorithm = "EC" if isinstance(public, ec.EllipticCurvePublicKey) else "RSA"
                 usage = {"non_repudiation"} if known.role == "signature" else {"sign"}
@@ -435,10 +450,7 @@ class Token:
             der = self._read_file(ref.path)
             if ref.offset is not None and ref.length is not None:
                 der = der[ref.offset:ref.offset + ref.length]
-            try:
-                x509.load_der_x509_certificate(der)
-            except ValueError as exc:
-                raise MalformedResponseError(f"certificate {ref.label!r} does not parse: {exc}") from exc
+            _check_certificate(der, ref.label)
             key = keys.get(ref.id) if not ref.authority else None
             pin = pins.get(key.auth_id) if key is not None and key.auth_id else None
             certs.append(Certificate(der, ref.label, ref.id, key, pin, ref.authority))
