@@ -46,3 +46,19 @@ def test_page_sees_cancel_as_401(open_page, trusted_home, web_server: WebServer)
     outcome = rp.page.evaluate("() => window.pending")
     assert not outcome["ok"] and outcome["error"]["reasonCode"] == 401
     assert "401" in rp.text("error")
+
+
+def test_troubleshooting_when_the_ca_is_not_trusted(open_page, web_server: WebServer, tmp_path) -> None:  # noqa: F811
+    """An e-service page whose browser does not trust the local CA: scs.js fails with a network error, and
+    troubleshoot.js explains the likely layers and names the fix (trust install), not a generic error."""
+    from tests.browser.test_scs_js import make_home
+    from tests.conftest import ROOT
+
+    rp = open_page(make_home(tmp_path / "untrusted", None))
+    rp.page.add_script_tag(path=str(ROOT / "static" / "troubleshoot.js"))
+    diagnosis = rp.page.evaluate("""async (base) => {
+        try { await SCS.discover({urls: [base], timeout: 3000}); return null; }
+        catch (error) { return await SCSTroubleshoot.diagnose(error, {lang: "en", base}); } }""", web_server.base)
+    assert diagnosis is not None, "discovery must fail while the CA is not trusted"
+    text = diagnosis["title"] + " " + " ".join(str(f) for f in diagnosis["fixes"])
+    assert "certificate" in text and "digisign-web trust install" in text
