@@ -13,7 +13,7 @@ ARGS       ?=
 # Needs no pcscd and no apt packages beyond what pyscard's build needs
 # (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
 demo:
-	@test -x $(VENV)/bin/digisign-web || bash scripts/venv.sh .
+	@bash scripts/venv.sh . >/dev/null  # (re)install: a stale .venv would run old code
 	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog web
 
 test:
