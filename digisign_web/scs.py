@@ -32,6 +32,7 @@ from card import (
     PinBlockedError,
     PinInvalidatedError,
     ReaderEvent,
+    SecurityStatusNotSatisfied,
     Token,
     TransportError,
     WrongPinError,
@@ -451,6 +452,9 @@ class SigningService:
             raise WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left) from None
         except (PinBlockedError, PinInvalidatedError):
             raise ScsFailure(401, "the PIN is blocked; unblock it with the PUK") from None
+        except SecurityStatusNotSatisfied:
+            # The card forgot a PIN we believed it still held (e.g. another program reset it): ask again.
+            raise ScsFailure(401, "the card asks for the PIN again; repeat the request") from None
         except CardRemovedError:
             raise ScsFailure(500, "the card was removed during the operation") from None
         except formats.FormatError as exc:

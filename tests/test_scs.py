@@ -565,3 +565,18 @@ async def test_port_fallback(unused_tcp_port_factory) -> None:
     finally:
         await runner.cleanup()
         blocker.close()
+
+
+async def test_card_forgot_the_pin_is_401(make_server) -> None:
+    server = await make_server()
+    auth = {"content": b64(f"{ORIGIN};{NONCE}".encode()), "selector": {"keyusages": ["digitalsignature"]}}
+    assert (await server.sign(auth))["status"] == "ok"  # PIN1 now verified on the card
+
+    def reset_then_answer(request: DialogRequest) -> DialogAnswer:
+        assert not request.choices[0].needs_pin  # we believe the card still holds PIN1 ...
+        server.card.pins[0x11].verified = False  # ... but another program reset the card meanwhile
+        return DialogAnswer(0, None)
+
+    server.dialog.answer = reset_then_answer
+    answer = await server.sign(auth)
+    assert answer["reasonCode"] == 401 and "PIN again" in answer["reasonText"]
