@@ -137,6 +137,15 @@ class CardState:
         with self._lock:
             return list(self._summaries.values())
 
+    def note_pin(self, reader: str, pin_label: str, tries_left: int | None, blocked: bool) -> None:
+        """Record what a signing attempt taught us about a PIN counter, so status pages stay current
+        without spending APDUs on re-reading it."""
+        with self._lock:
+            summary = self._summaries.get(reader)
+            for entry in summary.certificates if summary else []:
+                if entry.get("pin") == pin_label:
+                    entry.update(triesLeft=tries_left, blocked=blocked)
+
 
 def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:
     """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
@@ -393,9 +402,6 @@ class SigningService:
         except ScsFailure as exc:
             await self._finish(dialog_request, False, exc.text)
             raise
-        finally:
-            for reader in {c.token.reader for c in allowed}:  # PIN counters may have moved: refresh the status
-                threading.Thread(target=self.state.refresh, args=(reader,), daemon=True).start()
         await self._finish(dialog_request, True, "Signature generated")
         self.guard.record_success(origin or "")
         return result
@@ -427,13 +433,23 @@ class SigningService:
                 raise ScsFailure(401, f"{choice.pin_label} is blocked; unblock it with the PUK")
             if choice.needs_pin and not answer.pin:
                 raise ScsFailure(401, "no PIN was entered")
+            pin_label = chosen.cert.pin.label if chosen.cert.pin else ""
             try:
-                return await self._do_sign(request, chosen, answer)
+                result = await self._do_sign(request, chosen, answer)
             except WrongPin as exc:
+                self.state.note_pin(chosen.token.reader, pin_label, exc.tries_left, exc.tries_left == 0)
                 ask_again = getattr(self.dialog, "ask_again", None)
                 if ask_again is None or not exc.tries_left:
                     raise
                 answer = await self._ask(ask_again(dialog_request, exc.text, exc.tries_left))
+                continue
+            except ScsFailure as exc:
+                if "blocked" in exc.text:
+                    self.state.note_pin(chosen.token.reader, pin_label, 0, True)
+                raise
+            if answer.pin:  # a right PIN resets the card's counter: known without asking the card
+                self.state.note_pin(chosen.token.reader, pin_label, chosen.token.profile.max_tries, False)
+            return result
 
     async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer) -> dict[str, Any]:
         pin_always = self.settings.pin_always
