@@ -46,7 +46,6 @@ class CardManager:
         self._listeners: list[Callable[[ReaderEvent], None]] = []
         self._monitor: ReaderMonitor | None = None
         self._virtual_state: dict[str, bytes | None] = {}
-        self.generation = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,7 +102,6 @@ class CardManager:
                         token.invalidate()
                         token.transport.close()
                     self._errors.pop(reader, None)
-            self.generation += 1
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -116,7 +116,6 @@ class ReaderMonitor:
         self._context: int | None = None
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition(self._lock)
-        self.generation = 0  # bumps on every event: cheap change detection for pollers
         self.settled = threading.Event()  # set once the first full picture of readers and cards is in
 
     # -- public -------------------------------------------------------------------------------
@@ -166,7 +165,6 @@ class ReaderMonitor:
                 self._atrs[event.reader] = None
             elif event.kind == "reader-removed":
                 self._atrs.pop(event.reader, None)
-            self.generation += 1
             self._changed.notify_all()
         log.info("%s: %s%s", event.kind, event.reader, f" ATR {event.atr.hex(' ')}" if event.atr else "")
         if self.callback is not None:

@@ -26,11 +26,8 @@ from .errors import (
     FileNotFoundOnCardError,
     InvalidPinFormatError,
     MalformedResponseError,
-    PinBlockedError,
-    PinInvalidatedError,
     StatusWordError,
     UnsupportedCardError,
-    WrongPinError,
 )
 from .profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
 from .readers import matches_wildcards
@@ -655,16 +652,10 @@ class Token:
         return next((p for p in self.pins if key.auth_id and p.auth_id == key.auth_id), None)
 
 
-def is_pin_outcome(exc: BaseException) -> bool:
-    """True for the PIN results a dialog shows to the user (wrong, blocked, invalidated)."""
-    return isinstance(exc, WrongPinError | PinBlockedError | PinInvalidatedError)
-
-
 __all__ = [
     "Certificate",
     "PinStatus",
     "Token",
     "ecdsa_der_to_raw",
     "ecdsa_raw_to_der",
-    "is_pin_outcome",
 ]

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
 import logging
 import re
@@ -489,7 +488,3 @@ class SigningService:
             "reasonText": "Signature generated",
         }
 
-
-def content_digest_for_log(content: bytes) -> str:
-    """A short fingerprint for logs: the content itself is never logged."""
-    return hashlib.sha256(content).hexdigest()[:12]

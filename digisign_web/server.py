@@ -26,6 +26,7 @@ from .playground import add_routes as add_playground_routes
 from .scs import CardState, ScsFailure, SigningService, failure, parse_json, parse_request, version_payload
 from .settings import Settings, load_settings
 from .tls import ensure_tls, server_context
+from .trust import is_trusted_anywhere
 from .webdialog import WebDialog
 from .webdialog import add_routes as add_dialog_routes
 from .websigner import add_routes as add_websigner_routes
@@ -203,14 +204,6 @@ def build_dialog(args: argparse.Namespace, settings: Settings) -> Dialog:
     return TerminalDialog()
 
 
-def _ca_trusted(ca: Path) -> bool:
-    try:
-        from .trust import is_trusted_anywhere
-    except ImportError:
-        return True
-    return is_trusted_anywhere(ca, Path.home())
-
-
 async def _bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any) -> int | None:
     for port in ports:
         sites = [web.TCPSite(runner, host, port, ssl_context=ssl_context) for host in HOSTS]
@@ -272,7 +265,7 @@ async def _run(args: argparse.Namespace) -> int:
         if http_port:
             print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
     print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
-    if not _ca_trusted(files.ca_cert):
+    if not is_trusted_anywhere(files.ca_cert, Path.home()):
         print("hint: browsers do not trust it yet; run `digisign-web trust install` (see certs/README.md)")
     if virtual is not None:
         print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
