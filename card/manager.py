@@ -60,18 +60,19 @@ class CardManager:
         if self._monitor is not None:
             self._monitor.stop()
             self._monitor = None
-        with self._lock:
-            for token in self._tokens.values():
-                token.transport.close()
-            self._tokens.clear()
+        self.forget_tokens()
 
     def forget_tokens(self) -> None:
         """Drop every cached token (they are opened again on next use), e.g. after a transport error."""
         with self._lock:
-            for token in self._tokens.values():
-                token.invalidate()
-                token.transport.close()
-            self._tokens.clear()
+            for reader in list(self._tokens):
+                self._drop(reader)
+
+    def _drop(self, reader: str) -> None:
+        token = self._tokens.pop(reader, None)
+        if token is not None:
+            token.invalidate()
+            token.transport.close()
 
     def add_listener(self, callback: Callable[[ReaderEvent], None]) -> None:
         self._listeners.append(callback)
@@ -97,10 +98,7 @@ class CardManager:
             if event.kind in ("card-removed", "card-inserted", "reader-removed", "service-lost"):
                 stale = [event.reader] if event.reader else list(self._tokens)
                 for reader in stale:
-                    token = self._tokens.pop(reader, None)
-                    if token is not None:
-                        token.invalidate()
-                        token.transport.close()
+                    self._drop(reader)
                     self._errors.pop(reader, None)
         for listener in list(self._listeners):
             try:

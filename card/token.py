@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from cryptography.x509.oid import NameOID
 
 from . import pkcs15
@@ -83,14 +83,11 @@ class Certificate:
 
     @property
     def key_usage(self) -> list[str]:
-        try:
-            usage = self.x509.extensions.get_extension_for_class(x509.KeyUsage).value
-        except x509.ExtensionNotFound:
-            return []
-        names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                 "key_agreement", "key_cert_sign", "crl_sign"]
-        out = [n for n in names if getattr(usage, n)]
-        return ["non_repudiation" if n == "content_commitment" else n for n in out]
+        return key_usage_names(self.x509)
+
+    @property
+    def key_description(self) -> str:
+        return key_description(self.x509)
 
     @property
     def role(self) -> str:
@@ -121,6 +118,29 @@ class Certificate:
     def curve(self) -> str | None:
         public = self.x509.public_key()
         return public.curve.name if isinstance(public, ec.EllipticCurvePublicKey) else None
+
+
+_KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+               "key_agreement", "key_cert_sign", "crl_sign")
+
+
+def key_usage_names(cert: x509.Certificate) -> list[str]:
+    """KeyUsage bits by name, with contentCommitment spelled ``non_repudiation`` as FINEID users know it."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    return ["non_repudiation" if n == "content_commitment" else n for n in _KEY_USAGES if getattr(usage, n)]
+
+
+def key_description(cert: x509.Certificate) -> str:
+    """``EC secp384r1`` or ``RSA 2048``: the key as dialogs and status pages show it."""
+    public = cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return f"EC {public.curve.name}"
+    if isinstance(public, rsa.RSAPublicKey):
+        return f"RSA {public.key_size}"
+    return type(public).__name__
 
 
 def _check_certificate(der: bytes, label: str) -> x509.Certificate:
@@ -658,4 +678,6 @@ __all__ = [
     "Token",
     "ecdsa_der_to_raw",
     "ecdsa_raw_to_der",
+    "key_description",
+    "key_usage_names",
 ]

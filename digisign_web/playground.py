@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from card.token import NAME_OVERRIDES, ecdsa_raw_to_der
+from card.token import NAME_OVERRIDES, ecdsa_raw_to_der, key_description, key_usage_names
 
 from .verify import verify_bytes
 
@@ -44,24 +44,14 @@ def _same_origin(request: web.Request) -> None:
 
 
 def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        usages = [name for name in ("digital_signature", "content_commitment", "key_encipherment",
-                                    "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
-                  if getattr(usage, name)]
-    except x509.ExtensionNotFound:
-        usages = []
-    public = cert.public_key()
-    key = f"EC {public.curve.name}" if isinstance(public, ec.EllipticCurvePublicKey) else \
-        f"RSA {public.key_size}" if isinstance(public, rsa.RSAPublicKey) else type(public).__name__
     return {
         "subject": cert.subject.rfc4514_string(NAME_OVERRIDES),
         "issuer": cert.issuer.rfc4514_string(NAME_OVERRIDES),
         "serial": format(cert.serial_number, "X"),
         "notBefore": cert.not_valid_before_utc.isoformat(),
         "notAfter": cert.not_valid_after_utc.isoformat(),
-        "keyUsage": ["non_repudiation" if u == "content_commitment" else u for u in usages],
-        "key": key,
+        "keyUsage": key_usage_names(cert),
+        "key": key_description(cert),
     }
 
 

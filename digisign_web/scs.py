@@ -115,8 +115,7 @@ class CardState:
                     entry: dict[str, Any] = {"role": cert.role, "subject": cert.subject, "issuer": cert.issuer,
                                              "notAfter": cert.x509.not_valid_after_utc.date().isoformat(),
                                              "keyUsage": cert.key_usage,
-                                             "key": f"EC {cert.curve}" if cert.key_algorithm == "EC"
-                                             else f"RSA {cert.key_size}"}
+                                             "key": cert.key_description}
                     if cert.key is not None:
                         algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
                         if algo not in summary.key_algorithms:
@@ -340,7 +339,7 @@ class SigningService:
             not_after = cert.x509.not_valid_after_utc
             choices.append(Choice(
                 label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
-                key=f"EC {cert.curve}" if cert.key_algorithm == "EC" else f"RSA {cert.key_size}",
+                key=cert.key_description,
                 not_after=not_after.date().isoformat(), expiring_soon=not_after - now < warn,
                 pin_label=cert.pin.label if cert.pin else "PIN",
                 tries_left=status.tries_left if status else None, blocked=bool(status and status.blocked),
