@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from cryptography.x509.oid import NameOID
 
@@ -153,7 +154,7 @@ def _check_certificate(der: bytes, label: str) -> x509.Certificate:
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()
         cert.not_valid_after_utc  # noqa: B018 - parsed for its error
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise MalformedResponseError(f"certificate {label!r} does not parse: {exc}") from exc
     return cert
 
