@@ -220,6 +220,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from .signer import CardSigner
 
     content = args.infile.read_bytes()
+    size = len(content)
     virtual = VirtualCard(args.virtual_card, args.state_dir) if args.virtual_card else None
     manager = CardManager(_policy(args), virtual=virtual)
     hash_algorithm = args.hash.upper().replace("-", "")
@@ -233,7 +234,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         request = formats.SignRequest(content, content_type, hash_algorithm)
         if args.type != "pades":
             formats.preflight(args.type, request)  # refuse before asking for the PIN
-        print(f"Signing {args.infile} ({len(args.infile.read_bytes())} bytes) as {args.type} with "
+        print(f"Signing {args.infile} ({size} bytes) as {args.type} with "
               f"{cert.subject} [{cert.role} key] in {token.reader}", file=sys.stderr)
         pin = _read_pin(args, token, cert)
         signer = CardSigner(token, cert, pin)

@@ -22,11 +22,12 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from card.token import NAME_OVERRIDES, ecdsa_raw_to_der, key_description, key_usage_names
 
+from .signer import HASHES
 from .verify import verify_bytes
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,7 @@ def _b64(value: Any, name: str) -> bytes:
 
 def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: str, plain: bool,
                leaf: x509.Certificate) -> tuple[bool, str]:
-    algorithm = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
-                 "SHA512": hashes.SHA512}[hash_name]()
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    algorithm = HASHES[hash_name]()
 
     digest = content if content_type == "digest" else None
     public = leaf.public_key()

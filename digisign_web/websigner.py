@@ -200,7 +200,7 @@ class WebSigner:
         if state is not None:
             fields.append(("state", state))
         if mode == "post_message":
-            payload = {**{k: v for k, v in result.items()}, **({"state": state} if state is not None else {})}
+            payload = {**result, **({"state": state} if state is not None else {})}
             data = json.dumps({"origin": origin, "result": payload}).replace("</", "<\\/")
             body = (f'<script type="application/json" id="websigner-result">{data}</script>'
                     '<p class="hint" id="websigner-status">Returning the result to the page…</p>')
