@@ -59,6 +59,20 @@ class ScsFailure(Exception):
         self.text = text
 
 
+class Cancelled(ScsFailure):
+    """The user cancelled (401); counted by the spam guard, and shown as such by the dialog."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "cancelled by the user")
+
+
+class PinBlocked(ScsFailure):
+    """The PIN is blocked (401): only the PUK helps now."""
+
+    def __init__(self, text: str = "the PIN is blocked; unblock it with the PUK"):
+        super().__init__(401, text)
+
+
 class WrongPin(ScsFailure):
     """A wrong PIN (401), with the tries the card says are left."""
 
@@ -398,16 +412,16 @@ class SigningService:
         try:
             result = await self._converse(request, origin, dialog_request, allowed, choices)
         except ScsFailure as exc:
-            await self._finish(dialog_request, False, exc.text)
+            await self._finish(dialog_request, "cancelled" if isinstance(exc, Cancelled) else "failed", exc.text)
             raise
-        await self._finish(dialog_request, True, "Signature generated")
+        await self._finish(dialog_request, "signed", "Signature generated")
         self.guard.record_success(origin or "")
         return result
 
-    async def _finish(self, dialog_request: DialogRequest, ok: bool, text: str) -> None:
+    async def _finish(self, dialog_request: DialogRequest, outcome: str, text: str) -> None:
         finish = getattr(self.dialog, "finish", None)
         if finish is not None:
-            await finish(dialog_request, ok, text)
+            await finish(dialog_request, outcome, text)
 
     async def _ask(self, coroutine: Any) -> DialogAnswer:
         try:
@@ -425,10 +439,10 @@ class SigningService:
         while True:
             if answer.choice is None or not 0 <= answer.choice < len(allowed):
                 self.guard.record_cancel(origin or "")
-                raise ScsFailure(401, "cancelled by the user")
+                raise Cancelled
             chosen, choice = allowed[answer.choice], choices[answer.choice]
             if choice.blocked:
-                raise ScsFailure(401, f"{choice.pin_label} is blocked; unblock it with the PUK")
+                raise PinBlocked(f"{choice.pin_label} is blocked; unblock it with the PUK")
             if choice.needs_pin and not answer.pin:
                 raise ScsFailure(401, "no PIN was entered")
             pin_label = chosen.cert.pin.label if chosen.cert.pin else ""
@@ -441,9 +455,8 @@ class SigningService:
                     raise
                 answer = await self._ask(ask_again(dialog_request, exc.text, exc.tries_left))
                 continue
-            except ScsFailure as exc:
-                if "blocked" in exc.text:
-                    self.state.note_pin(chosen.token.reader, pin_label, 0, True)
+            except PinBlocked:
+                self.state.note_pin(chosen.token.reader, pin_label, 0, True)
                 raise
             if answer.pin:  # a right PIN resets the card's counter: known without asking the card
                 self.state.note_pin(chosen.token.reader, pin_label, chosen.token.profile.max_tries, False)
@@ -465,7 +478,7 @@ class SigningService:
             left = "unknown" if exc.tries_left is None else str(exc.tries_left)
             raise WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left) from None
         except (PinBlockedError, PinInvalidatedError):
-            raise ScsFailure(401, "the PIN is blocked; unblock it with the PUK") from None
+            raise PinBlocked from None
         except SecurityStatusNotSatisfied:
             # The card forgot a PIN we believed it still held (e.g. another program reset it): ask again.
             raise ScsFailure(401, "the card asks for the PIN again; repeat the request") from None

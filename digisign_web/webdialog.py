@@ -92,13 +92,12 @@ class WebDialog:
         self._resolve(session, {"result": "wrong-pin", "triesLeft": tries_left, "text": problem})
         return await session.answers.get()
 
-    async def finish(self, request: DialogRequest, ok: bool, text: str) -> None:
+    async def finish(self, request: DialogRequest, outcome: str, text: str) -> None:
+        """``outcome`` is "signed", "cancelled" or "failed"; the page shows it and, for WebSigner, moves on."""
         session = self._by_request.pop(id(request), None)
         if session is None:
             return
-        final = {"result": "signed" if ok else "failed", "text": text}
-        if text == "cancelled by the user":
-            final["result"] = "cancelled"
+        final = {"result": outcome, "text": text}
         session.done, session.final = True, final
         self._resolve(session, final)
         # The page may still fetch the final state for a moment; then the token is gone for good.
