@@ -2,6 +2,7 @@
 PINs and signing, and the virtual FINEID card. This package knows nothing about HTTP."""
 
 from .apdu import Command, Response
+from .certificate import CardCertificate, Name, build_chain
 from .emulator import VIRTUAL_PROFILES, VirtualCard
 from .errors import (
     CardError,
@@ -27,6 +28,9 @@ from .token import Certificate, PinStatus, Token, ecdsa_der_to_raw, ecdsa_raw_to
 from .transport import InProcessTransport, PcscTransport, Transport
 
 __all__ = [
+    "CardCertificate",
+    "Name",
+    "build_chain",
     "PROFILES",
     "VIRTUAL_PROFILES",
     "CardError",

@@ -1,42 +1,52 @@
 """The virtual FINEID card: a small ISO 7816-4 card OS with a full PKCS#15 application.
 
 It ships with the product (integrators test signing flows with no hardware), so it behaves like the real
-card where the reference documents it: T=0 answers (``61xx``, ``6Cxx``), 12-byte zero-padded PINs with
-try counters of 5, ``6983`` when blocked, unblock with the PUK, PIN2 consumed by each signature, and
-MSE:SET DST, PSO:HASH, PSO:CDS with raw r||s for ECDSA. Where the real card is unknown (the FIDs of
-the PKCS#15 directory files) it makes a documented choice. It counts every APDU, and tests can inject
-faults: removal, slowness, or a forced status word for an instruction.
+card where recordings and hardware notes document it (``shared/reference/real-cards.md``): T=0 answers
+(``61xx``, ``6Cxx``), FCPs that give the size in tag ``81`` only, READ BINARY answers of at most 0xB5
+bytes, certificates that are not strict DER, the CA certificates under the MF, 12-byte zero-padded PINs
+with try counters of 5, ``6983`` when blocked, unblock with the PUK, PIN2 consumed by each signature, and
+MSE:SET DST, PSO:HASH, PSO:CDS with raw r||s for ECDSA. Each profile is one real key layout:
+
+* ``fineid-v4``: P-384 keys, QES key 02 at 5016/4332;
+* ``fineid-v3``: the 2020 test card's layout: RSA-2048 authentication, P-256 QES key 03 at 5016/4335;
+* ``fineid-v3.1``: RSA-3072 authentication and QES key 02 at 5016/4332;
+* ``fineid-v3-dual``: both QES keys (RSA key 02 at 4332 and P-256 key 03 at 4335);
+* ``fineid-org``: the organisation card (S4-2): PIN refs 03/04, PUK 12, unpadded PINs of at most 8 digits,
+  the QES key 82 local to DF.ESIGN, PSO:CDS with the bare digest inline, no GET DATA PIN container.
+
+Where the real card is unknown (the FIDs of the PKCS#15 directory files) it makes a documented choice;
+``pkcs15=False`` leaves them out, as the recordings of real cards do. It counts every APDU, and tests
+can inject faults: removal, slowness, or a forced status word for an instruction.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import pkcs15
 from .apdu import Command, encode_tlv, find_tlv, parse_tlv
-from .errors import MalformedResponseError
-from .profiles import FINEID_V3, FINEID_V4, HASH_NIBBLE, HASH_SIZES
+from .cardside import CardSide
+from .cardside import Raw as _Raw
+from .cardside import Sw as _Sw
+from .profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, HASH_SIZES, CardProfile
 from .testpki import CardIdentity, PrivateKey, load_or_create
-from .transport import ApduStats
 
 log = logging.getLogger(__name__)
 
-VIRTUAL_PROFILES = ("fineid-v4", "fineid-v3")
+VIRTUAL_PROFILES = ("fineid-v4", "fineid-v3", "fineid-v3.1", "fineid-v3-dual", "fineid-org")
 DEFAULT_PINS = {"pin1": "1234", "pin2": "123456", "puk": "12345678"}
 
 # Documented choices where the real FINEID layout is unknown (fineid-card.md, open question 1).
 APP_DF = bytes.fromhex("5015")
 ESIGN_DF = bytes.fromhex("5016")
+ESIGN_AID = b"E.SIGN"
 FID_DIR = bytes.fromhex("2F00")
 FID_OD = bytes.fromhex("5031")
 FID_TOKENINFO = bytes.fromhex("5032")
@@ -46,28 +56,38 @@ FID_CDF = bytes.fromhex("4404")
 FID_AUTH_CERT = bytes.fromhex("4331")
 FID_ROOT_CERT = bytes.fromhex("4334")
 FID_CA_CERT = bytes.fromhex("4336")
+MAX_BLOCK = 0xB5  # the most a recorded FINEID card answers to one READ BINARY (real-cards.md §2)
 
-INS_NAMES = {
-    0xA4: "SELECT", 0xB0: "READ BINARY", 0xC0: "GET RESPONSE", 0xCA: "GET DATA", 0xCB: "GET DATA",
-    0x20: "VERIFY", 0x24: "CHANGE REFERENCE DATA", 0x2C: "RESET RETRY COUNTER",
-    0x22: "MSE", 0x2A: "PSO", 0x84: "GET CHALLENGE",
+
+@dataclass(frozen=True)
+class _Layout:
+    """One virtual profile: the card-layer profile it presents (ATR), its QES slots and PIN scheme."""
+
+    profile: CardProfile
+    atr: str
+    sign_slots: tuple[tuple[str, int], ...]  # (EF under DF.ESIGN, key reference)
+    org: bool = False
+
+    @property
+    def pin_refs(self) -> tuple[int, int, int]:
+        return (0x03, 0x04, 0x12) if self.org else (0x11, 0x82, 0x83)
+
+
+_V31_ATR = "3B 7F 96 00 00 80 31 B8 65 B0 85 04 02 1B 12 00 F6 82 90 00"  # Gemalto MultiApp v4.2
+LAYOUTS = {
+    "fineid-v4": _Layout(FINEID_V4, FINEID_V4.atrs[0].pattern, (("4332", 0x02),)),
+    # The 2020 recording's card presents the MultiApp v4.2 ATR with the v3.0 key layout.
+    "fineid-v3": _Layout(FINEID_V3, _V31_ATR, (("4335", 0x03),)),
+    "fineid-v3.1": _Layout(FINEID_V3, _V31_ATR, (("4332", 0x02),)),
+    "fineid-v3-dual": _Layout(FINEID_V3, _V31_ATR, (("4332", 0x02), ("4335", 0x03))),
+    "fineid-org": _Layout(FINEID_ORG, FINEID_ORG.atrs[0].pattern, (("4332", 0x82),), org=True),
 }
+assert tuple(LAYOUTS) == VIRTUAL_PROFILES
 
 _HASH_BY_NIBBLE = {v >> 4: k for k, v in HASH_NIBBLE.items()}
 _HASH_OBJ = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256,
              "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}
 _HASH_BY_SIZE = {v: k for k, v in HASH_SIZES.items()}
-
-
-class _Raw(bytes):
-    """Internal: a complete answer (data and SW) that bypasses the T=0 shaping."""
-
-
-class _Sw(Exception):
-    """Internal: abort the command with this status word."""
-
-    def __init__(self, sw: int):
-        self.sw = sw
 
 
 # --- file system -----------------------------------------------------------------------------
@@ -92,12 +112,11 @@ class DF:
 
 def _fcp(node: EF | DF) -> bytes:
     if isinstance(node, EF):
-        body = encode_tlv(0x80, len(node.data).to_bytes(2, "big")) + encode_tlv(0x82, b"\x01")
-        body += encode_tlv(0x83, node.fid)
-    else:
-        body = encode_tlv(0x82, b"\x38") + encode_tlv(0x83, node.fid)
-        if node.name:
-            body += encode_tlv(0x84, node.name)
+        # What real FINEID cards answer: the size in tag 81 and nothing else (`62 04 81 02 <size>`).
+        return encode_tlv(0x62, encode_tlv(0x81, len(node.data).to_bytes(2, "big")))
+    body = encode_tlv(0x82, b"\x38") + encode_tlv(0x83, node.fid)
+    if node.name:
+        body += encode_tlv(0x84, node.name)
     return encode_tlv(0x62, body)
 
 
@@ -114,16 +133,18 @@ class Pin:
     tries_left: int = 5
     verified: bool = False
     changed: bool = True  # DF2F: False means "not yet changed/activated"
+    padded_block: bool = True  # citizen cards: 12 bytes, zero-padded; organisation cards: bare digits
 
     @property
     def blocked(self) -> bool:
         return self.tries_left == 0
 
     def padded(self, value: str | None = None) -> bytes:
-        return (self.value if value is None else value).encode("ascii").ljust(12, b"\x00")
+        raw = (self.value if value is None else value).encode("ascii")
+        return raw.ljust(12, b"\x00") if self.padded_block else raw
 
     def check(self, block: bytes) -> None:
-        """Compare a 12-byte block, spending a try on mismatch."""
+        """Compare a PIN block, spending a try on mismatch (a padded block on an org card too)."""
         if self.blocked:
             raise _Sw(0x6983)
         if block != self.padded():
@@ -134,8 +155,8 @@ class Pin:
         self.verified = True
 
     def acceptable(self, block: bytes) -> str:
-        """Decode a proposed new PIN block; 6A80 unless it is min..max ASCII digits then zeros."""
-        text = block.rstrip(b"\x00")
+        """Decode a proposed new PIN block; 6A80 unless it is min..max ASCII digits (then zeros)."""
+        text = block.rstrip(b"\x00") if self.padded_block else block
         if not text.isdigit() or not self.min_length <= len(text) <= self.max_length:
             raise _Sw(0x6A80)
         if block[len(text):].strip(b"\x00"):
@@ -149,6 +170,7 @@ class Key:
     private_key: PrivateKey
     pin_reference: int
     consumes_pin: bool  # user consent: the PIN must be verified again for each signature
+    local_df: bytes | None = None  # a key local to this DF is usable only while it is current
 
     @property
     def is_ec(self) -> bool:
@@ -161,31 +183,11 @@ class Key:
         return self.private_key.key_size // 8
 
 
-# --- faults ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Faults:
-    """Misbehaviour on demand, for tests: a delay per APDU and forced status words per INS."""
-
-    delay: float = 0.0
-    forced: dict[int, list[int]] = field(default_factory=dict)
-
-    def force(self, ins: int, sw: int, times: int = 1) -> None:
-        self.forced.setdefault(ins, []).extend([sw] * times)
-
-    def take(self, ins: int) -> int | None:
-        queue = self.forced.get(ins)
-        if queue:
-            return queue.pop(0)
-        return None
-
-
 # --- the card --------------------------------------------------------------------------------
 
 
-class VirtualCard:
-    """An emulated FINEID card (profile ``fineid-v4`` or ``fineid-v3``) answering raw APDUs."""
+class VirtualCard(CardSide):
+    """An emulated FINEID card (one of :data:`VIRTUAL_PROFILES`) answering raw APDUs."""
 
     def __init__(
         self,
@@ -195,51 +197,64 @@ class VirtualCard:
         atr: bytes | None = None,
         pins: dict[str, str] | None = None,
         token_label: str = "FINEID",
+        pkcs15: bool = True,
     ):
+        super().__init__()
         if profile not in VIRTUAL_PROFILES:
-            raise ValueError(f"unknown virtual card profile {profile!r}; choose from {VIRTUAL_PROFILES}")
+            raise ValueError(f"unknown virtual card profile {profile!r}; choose from {', '.join(VIRTUAL_PROFILES)}")
         if identity is None:
             if state_dir is None:
                 raise ValueError("a state directory (or an identity) is needed for the test PKI")
             identity = load_or_create(Path(state_dir), profile)
         self.identity = identity
-        self.profile = FINEID_V4 if profile == "fineid-v4" else FINEID_V3
-        self.atr = atr if atr is not None else bytes.fromhex(self.profile.atrs[0].pattern.replace(" ", ""))
+        self.layout = LAYOUTS[profile]
+        self.name = profile
+        self.profile = self.layout.profile
+        self.atr = atr if atr is not None else bytes.fromhex(self.layout.atr.replace(" ", ""))
         values = {**DEFAULT_PINS, **(pins or {})}
+        org = self.layout.org
+        pin1, pin2, puk = self.layout.pin_refs
         self.pins = {
-            0x11: Pin(0x11, values["pin1"], min_length=4),
-            0x82: Pin(0x82, values["pin2"], min_length=6),
-            0x83: Pin(0x83, values["puk"], min_length=8),
+            pin1: Pin(pin1, values["pin1"], min_length=4, max_length=8 if org else 12, padded_block=not org),
+            pin2: Pin(pin2, values["pin2"], min_length=6, max_length=8 if org else 12, padded_block=not org),
+            puk: Pin(puk, values["puk"], min_length=8, max_length=8 if org else 12, padded_block=not org),
         }
-        sign_ref = 0x02 if profile == "fineid-v4" else 0x03
-        self.keys = {
-            0x01: Key(0x01, identity.auth.key, 0x11, consumes_pin=False),
-            sign_ref: Key(sign_ref, identity.sign.key, 0x82, consumes_pin=True),
-        }
+        self.puk_reference = puk
+        self.keys = {0x01: Key(0x01, identity.auth.key, pin1, consumes_pin=False)}
+        for (_fid, ref), leaf in zip(self.layout.sign_slots, identity.signs, strict=True):
+            # Organisation cards: the QES key is local to DF.ESIGN (reference with bit 8 set).
+            self.keys[ref] = Key(ref, leaf.key, pin2, consumes_pin=True, local_df=ESIGN_DF if org else None)
         self.token_label = token_label
-        self.stats = ApduStats()
-        self.faults = Faults()
-        self.present = True
-        self._lock = threading.RLock()
-        self._build_files(sign_ref)
+        self._build_files(with_pkcs15=pkcs15)
         self.power_on()
 
+    @property
+    def sign_key_references(self) -> list[int]:
+        return [ref for _fid, ref in self.layout.sign_slots]
+
     # -- construction -------------------------------------------------------------------------
-    def _build_files(self, sign_ref: int) -> None:
+    def _build_files(self, with_pkcs15: bool) -> None:
         ident = self.identity
-        der = {name: cert.public_bytes(Encoding.DER) for name, cert in
-               (("auth", ident.auth.cert), ("sign", ident.sign.cert), ("root", ident.root),
-                ("ca", ident.ca))}
-        sign_fid = bytes.fromhex("4332" if sign_ref == 0x02 else "4335")
+        org = self.layout.org
         mf = DF(bytes.fromhex("3F00"))
         app = DF(APP_DF, pkcs15.PKCS15_AID)
-        esign = DF(ESIGN_DF)
+        esign = DF(ESIGN_DF, ESIGN_AID)
         mf.add(app)
-        app.add(esign)
-        mf.add(EF(FID_ROOT_CERT, der["root"]))
-        mf.add(EF(FID_CA_CERT, der["ca"]))
-        app.add(EF(FID_AUTH_CERT, der["auth"]))
-        esign.add(EF(sign_fid, der["sign"]))
+        (mf if org else app).add(esign)
+        mf.add(EF(FID_ROOT_CERT, ident.root.der))
+        # Organisation cards keep the issuing CA at MF/4333 (ReFineID's Apple tree), citizen cards at 4336.
+        ca_fid = bytes.fromhex("4333") if org else FID_CA_CERT
+        mf.add(EF(ca_fid, ident.ca.der))
+        app.add(EF(FID_AUTH_CERT, ident.auth.cert.der))
+        sign_paths = []
+        for (fid, _ref), leaf in zip(self.layout.sign_slots, ident.signs, strict=True):
+            esign.add(EF(bytes.fromhex(fid), leaf.cert.der))
+            sign_paths.append(bytes.fromhex("3F00") + (b"" if org else APP_DF) + ESIGN_DF + bytes.fromhex(fid))
+        self.mf = mf
+        self.app = app
+        self.esign = esign
+        if not with_pkcs15:
+            return
 
         app_path = b"\x3f\x00" + APP_DF
         mf.add(EF(FID_DIR, pkcs15.encode_dir([pkcs15.Application(pkcs15.PKCS15_AID, "FINEID", app_path)])))
@@ -253,19 +268,23 @@ class VirtualCard:
                                     manufacturer="digisign-web virtual card",
                                     flags=frozenset({"readonly", "login_required"}))
         app.add(EF(FID_TOKENINFO, pkcs15.encode_token_info(info)))
+        pin1, pin2, puk = self.layout.pin_refs
+        block = 8 if org else 12
+        pad = set() if org else {"needs_padding"}
         app.add(EF(FID_AODF, pkcs15.encode_aodf([
-            pkcs15.PinInfo("PIN1 (basic PIN)", b"\x01", 0x11, 4, 12, 12,
-                           flags=frozenset({"initialized", "needs_padding"})),
-            pkcs15.PinInfo("PIN2 (signature PIN)", b"\x02", 0x82, 6, 12, 12,
-                           flags=frozenset({"local", "initialized", "needs_padding"})),
-            pkcs15.PinInfo("PUK", b"\x03", 0x83, 8, 12, 12,
-                           flags=frozenset({"initialized", "needs_padding", "unblocking_pin", "so_pin"})),
+            pkcs15.PinInfo("PIN1 (basic PIN)", b"\x01", pin1, 4, block, block,
+                           flags=frozenset({"initialized"} | pad)),
+            pkcs15.PinInfo("PIN2 (signature PIN)", b"\x02", pin2, 6, block, block,
+                           flags=frozenset({"local", "initialized"} | pad)),
+            pkcs15.PinInfo("PUK", b"\x03", puk, 8, block, block,
+                           flags=frozenset({"initialized", "unblocking_pin", "so_pin"} | pad)),
         ])))
         keys = []
-        for key_id, label, key, usage, auth_id in (
-            (b"\x01", "Authentication key", self.keys[0x01], {"sign"}, b"\x01"),
-            (b"\x02", "Signature key", self.keys[sign_ref], {"non_repudiation"}, b"\x02"),
-        ):
+        refs = [(b"\x01", "Authentication key", self.keys[0x01], {"sign"}, b"\x01")]
+        for i, ref in enumerate(self.sign_key_references):
+            label = "Signature key" if i == 0 else f"Signature key {i + 1}"
+            refs.append((bytes((0x02 + i,)), label, self.keys[ref], {"non_repudiation"}, b"\x02"))
+        for key_id, label, key, usage, auth_id in refs:
             pk = key.private_key
             if isinstance(pk, rsa.RSAPrivateKey):
                 algorithm, size = "RSA", pk.key_size
@@ -276,64 +295,28 @@ class VirtualCard:
             keys.append(pkcs15.KeyInfo(label, key_id, frozenset(usage), key.reference, auth_id,
                                        algorithm, size, user_consent=1 if key.consumes_pin else 0))
         app.add(EF(FID_PRKDF, pkcs15.encode_prkdf(keys)))
-        app.add(EF(FID_CDF, pkcs15.encode_cdf([
-            pkcs15.CertificateRef("Authentication certificate", b"\x01", False, app_path + FID_AUTH_CERT),
-            pkcs15.CertificateRef("Signature certificate", b"\x02", False, app_path + ESIGN_DF + sign_fid),
-            pkcs15.CertificateRef("Citizen certificates CA", b"\x10", True, b"\x3f\x00" + FID_CA_CERT),
+        certs = [pkcs15.CertificateRef("Authentication certificate", b"\x01", False, app_path + FID_AUTH_CERT)]
+        for i, path in enumerate(sign_paths):
+            label = "Signature certificate" if i == 0 else f"Signature certificate {i + 1}"
+            certs.append(pkcs15.CertificateRef(label, bytes((0x02 + i,)), False, path))
+        certs += [
+            pkcs15.CertificateRef("Citizen certificates CA", b"\x10", True, b"\x3f\x00" + ca_fid),
             pkcs15.CertificateRef("Root CA", b"\x11", True, b"\x3f\x00" + FID_ROOT_CERT),
-        ])))
-        self.mf = mf
-        self.app = app
+        ]
+        app.add(EF(FID_CDF, pkcs15.encode_cdf(certs)))
 
-    # -- power and presence ------------------------------------------------------------------
-    def power_on(self) -> None:
-        """Cold/warm reset: nothing verified, no application, no pending response."""
-        with self._lock:
-            for pin in self.pins.values():
-                pin.verified = False
-            self._current_df: DF = self.mf
-            self._current_ef: EF | None = None
-            self._app_selected = False
-            self._pending = b""
-            self._se_key: Key | None = None
-            self._se_alg = 0
-            self._hash: bytes | None = None
-
-    def remove(self) -> None:
-        self.present = False
-
-    def insert(self) -> None:
-        self.present = True
-        self.power_on()
+    def _reset(self) -> None:
+        for pin in self.pins.values():
+            pin.verified = False
+        self._current_df: DF = self.mf
+        self._current_ef: EF | None = None
+        self._app_selected = False
+        self._se_key: Key | None = None
+        self._se_alg = 0
+        self._hash: bytes | None = None
 
     # -- APDU processing ---------------------------------------------------------------------
-    def process(self, raw: bytes) -> bytes:
-        """Answer one C-APDU with an R-APDU (data + SW). Never raises for bad input."""
-        with self._lock:
-            if self.faults.delay:
-                time.sleep(self.faults.delay)
-            ins = raw[1] if len(raw) > 1 else -1
-            try:
-                command = Command.parse(raw)
-            except ValueError:
-                answer = b"\x67\x00"
-            else:
-                forced = self.faults.take(command.ins)
-                if forced is not None:
-                    answer = forced.to_bytes(2, "big")
-                else:
-                    answer = self._dispatch(command)
-            # From the card's side: it sends the answer and receives the command.
-            name = INS_NAMES.get(ins, f"INS {ins:02X}" if ins >= 0 else "?")
-            if ins == 0x20 and len(raw) <= 5:
-                name = "VERIFY (status)"  # the empty VERIFY probe, counted apart from real PIN checks
-            self.stats.record(name, sent=len(answer), received=len(raw))
-            return answer
-
-    def _dispatch(self, c: Command) -> bytes:
-        pending, self._pending = self._pending, b""
-        if c.ins == 0xC0:
-            return self._get_response(c, pending)
+    def _handle(self, c: Command) -> bytes | None:
         if c.cla not in (0x00,):
             return b"\x6e\x00"
         handler: Callable[[Command], bytes | None] | None = {
@@ -342,44 +325,8 @@ class VirtualCard:
             0x2A: self._pso, 0x84: self._get_challenge,
         }.get(c.ins)
         if handler is None:
-            return b"\x6d\x00"
-        try:
-            data = handler(c)
-        except _Sw as sw:
-            return sw.sw.to_bytes(2, "big")
-        except MalformedResponseError:
-            return b"\x6a\x80"
-        if isinstance(data, _Raw):
-            return bytes(data)
-        if not data:
-            return b"\x90\x00"
-        return self._t0_answer(c, data)
-
-    def _t0_answer(self, c: Command, data: bytes) -> bytes:
-        """T=0: data to a case-3/4 command waits for GET RESPONSE; a wrong Le gets 6Cxx."""
-        if c.data or c.le is None:
-            self._pending = data
-            return bytes((0x61, len(data) if len(data) < 256 else 0))
-        le = c.le or 256
-        if le != len(data):
-            if len(data) > 256:
-                self._pending = data
-                return b"\x61\x00"
-            return bytes((0x6C, len(data) & 0xFF))
-        return data + b"\x90\x00"
-
-    def _get_response(self, c: Command, pending: bytes) -> bytes:
-        if not pending:
-            return b"\x69\x85"
-        le = c.le or 256
-        if le < len(pending):
-            self._pending = pending[le:]
-            rest = len(self._pending)
-            return pending[:le] + bytes((0x61, rest if rest < 256 else 0))
-        if le > len(pending):
-            self._pending = pending
-            return bytes((0x6C, len(pending)))
-        return pending + b"\x90\x00"
+            raise _Sw(0x6D00)
+        return handler(c)
 
     # -- SELECT -------------------------------------------------------------------------------
     def _child(self, df: DF, fid: bytes) -> EF | DF:
@@ -415,13 +362,18 @@ class VirtualCard:
         if p2 not in (0x00, 0x04, 0x0C):
             raise _Sw(0x6A86)
         if p1 == 0x04:
-            if c.data != self.app.name:
-                raise _Sw(0x6A82)  # also "E.SIGN" by name: this is a citizen card
-            for pin in self.pins.values():
-                pin.verified = False  # re-selecting the application logs out
-            self._se_key, self._hash = None, None
-            node: EF | DF = self.app
-            self._app_selected = True
+            if c.data == self.app.name:
+                if not self.layout.org:  # citizen cards log out; org credentials are global SDOs
+                    for pin in self.pins.values():
+                        pin.verified = False
+                self._se_key, self._hash = None, None
+                node: EF | DF = self.app
+                self._app_selected = True
+            elif c.data == ESIGN_AID and self.layout.org:
+                node = self.esign
+                self._app_selected = True
+            else:
+                raise _Sw(0x6A82)
         elif p1 == 0x00:
             if c.data in (b"", b"\x3f\x00"):
                 node = self.mf
@@ -479,13 +431,10 @@ class VirtualCard:
             raise _Sw(0x6B00)
         if c.le is None:
             raise _Sw(0x6700)
-        le = c.le or 256
-        chunk = data[offset:offset + le]
-        if len(chunk) < le:
-            # End of file before Le: the partial data with 6282 (also at exactly EOF, as OpenSC
-            # asks for the next offset after a short chunk).
-            return _Raw(chunk + b"\x62\x82")
-        return chunk
+        if offset == len(data):
+            return _Raw(b"\x62\x82")  # at exactly EOF (OpenSC asks for the next offset after a short block)
+        # As the recorded cards do: at most 0xB5 bytes per answer, with 9000 even when short of Le.
+        return _Raw(data[offset:offset + min(c.le or 256, MAX_BLOCK)] + b"\x90\x00")
 
     # -- PINs ---------------------------------------------------------------------------------
     def _pin(self, reference: int) -> Pin:
@@ -497,8 +446,8 @@ class VirtualCard:
         return pin
 
     def _get_data(self, c: Command) -> bytes | None:
-        if c.ins != 0xCB or (c.p1, c.p2) != (0x00, 0xFF):
-            raise _Sw(0x6A88)
+        if c.ins != 0xCB or (c.p1, c.p2) != (0x00, 0xFF) or self.layout.org:
+            raise _Sw(0x6A88)  # organisation cards have no GET DATA PIN container
         items = parse_tlv(c.data)
         template = find_tlv(items, 0xA0)
         ref = template.find(0x83) if template is not None and template.constructed else None
@@ -522,27 +471,38 @@ class VirtualCard:
             if pin.verified:
                 return None
             raise _Sw(0x63C0 | pin.tries_left)
-        if len(c.data) != 12:
+        if pin.padded_block and len(c.data) != 12:
             raise _Sw(0x6700)
-        pin.check(c.data)
+        pin.check(c.data)  # an org card spends a try on a padded block too
         return None
 
     def _change(self, c: Command) -> bytes | None:
         if c.p1 != 0x00:
             raise _Sw(0x6A86)
         pin = self._pin(c.p2)
-        if len(c.data) != 24:
+        split = 12 if pin.padded_block else len(pin.value)  # bare PINs: the card knows the old length
+        if pin.padded_block and len(c.data) != 24:
             raise _Sw(0x6700)
-        new = pin.acceptable(c.data[12:])
-        pin.check(c.data[:12])
+        new = pin.acceptable(c.data[split:])
+        pin.check(c.data[:split])
         pin.value, pin.changed, pin.verified = new, True, True
         return None
 
     def _reset_retry(self, c: Command) -> bytes | None:
         pin = self._pin(c.p2)
-        puk = self.pins[0x83]
+        puk = self.pins[self.puk_reference]
         if pin is puk:
             raise _Sw(0x6A88)
+        if self.layout.org:
+            # S4-2: the PUK was VERIFYed first; P1=02 carries the new PIN alone.
+            if c.p1 != 0x02:
+                raise _Sw(0x6A86)
+            if not puk.verified:
+                raise _Sw(0x6982)
+            pin.value = pin.acceptable(c.data)
+            puk.verified = False
+            pin.tries_left, pin.verified = pin.max_tries, False
+            return None
         if c.p1 == 0x00:
             if len(c.data) != 24:
                 raise _Sw(0x6700)
@@ -571,8 +531,8 @@ class VirtualCard:
         if alg is None or ref is None or len(alg.value) != 1 or len(ref.value) != 1:
             raise _Sw(0x6A80)
         key = self.keys.get(ref.value[0])
-        if key is None:
-            raise _Sw(0x6A88)
+        if key is None or (key.local_df is not None and self._current_df.fid != key.local_df):
+            raise _Sw(0x6A88)  # a local key exists only while its DF is current
         alg_ref = alg.value[0]
         scheme, nibble = alg_ref & 0x0F, alg_ref >> 4
         if nibble not in _HASH_BY_NIBBLE or (scheme == 0x04) != key.is_ec or scheme not in (0x02, 0x04, 0x05):
@@ -591,7 +551,7 @@ class VirtualCard:
         if self._se_key is None:
             raise _Sw(0x6985)
         value = find_tlv(parse_tlv(c.data), 0x90)
-        if value is None:
+        if value is None or self.layout.org:  # org cards hash only on card: no external hash
             raise _Sw(0x6A80)  # card-side hashing (tag 80) is not offered
         expected = HASH_SIZES[_HASH_BY_NIBBLE[self._se_alg >> 4]]
         if self._se_key.is_ec:
@@ -605,7 +565,14 @@ class VirtualCard:
 
     def _pso_cds(self, c: Command) -> bytes | None:
         key = self._se_key
-        if c.data:
+        if self.layout.org:
+            # S4-2: the bare digest inline; the card builds the DigestInfo for PKCS#1 v1.5.
+            if key is None:
+                raise _Sw(0x6985)
+            if len(c.data) != HASH_SIZES[_HASH_BY_NIBBLE[self._se_alg >> 4]]:
+                raise _Sw(0x6A80)
+            self._hash = c.data
+        elif c.data:
             raise _Sw(0x6A80)  # citizen cards reject the inline-digest form
         if key is None or self._hash is None:
             raise _Sw(0x6985)

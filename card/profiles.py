@@ -42,12 +42,29 @@ class AtrPattern:
 
 @dataclass(frozen=True)
 class KnownKey:
-    """A key the profile knows without PKCS#15 (used when the card's directory files are unreadable)."""
+    """A key slot the profile knows without PKCS#15, for cards whose directory files cannot be read.
+
+    A slot whose certificate file is missing is an empty slot: one profile covers every key layout of a
+    card family (FINEID v3.0's P-256 QES key 03 at 4335, v3.1's RSA QES key 02 at 4332, or both), and
+    the card says which it has by the files it holds (``shared/reference/real-cards.md`` §4).
+    """
 
     role: str  # "authentication" or "signature"
-    cert_path: bytes
+    cert_path: bytes  # relative to the application, or absolute (starting 3F00)
     key_reference: int
     pin_reference: int
+    key_df: bytes | None = None  # AID of the DF holding the key, selected before MSE (DF.ESIGN)
+
+
+@dataclass(frozen=True)
+class KnownPin:
+    """A PIN the profile knows without PKCS#15: its reference, label and length rules."""
+
+    reference: int
+    label: str
+    min_length: int
+    max_length: int = 12
+    puk: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,15 +79,22 @@ class CardProfile:
     pin_block: int = 12
     max_tries: int | None = None
     pin_info: str = "verify"  # "getdata-df21" (FINEID GET DATA) or "verify" (empty VERIFY)
-    # Signing: "hash-then-cds" = MSE, PSO:HASH(90), PSO:CDS; "cds-with-data" = MSE, PSO:CDS(data).
+    # Signing: "hash-then-cds" = MSE, PSO:HASH(90), PSO:CDS; "cds-with-data" = MSE, PSO:CDS(DigestInfo
+    # for RSA PKCS#1, else the hash); "cds-with-hash" = MSE, PSO:CDS(the bare hash; the card pads).
     sign_style: str = "hash-then-cds"
+    # Unblock: "reset-with-puk" = RESET RETRY COUNTER P1=00 with PUK and new PIN (ISO 7816-4);
+    # "verify-puk" = VERIFY the PUK, then RESET RETRY COUNTER P1=02 with the new PIN (S4-2).
+    unblock_style: str = "reset-with-puk"
     mse_p1: int = 0x41
     mse_extra: bytes = b""  # extra MSE data objects, e.g. CardOS's usage qualifier 95 01 40
     alg_refs: str = "nibble"  # "nibble" (hash<<4 | scheme) or "myeid" (02 with DigestInfo, 04 ECDSA)
     ec_signature: str = "raw"  # what PSO:CDS returns for EC keys: "raw" r||s or "der"
     ec_hash_pad: int = 0  # left-pad EC hashes with zeros to this many bytes (0 = send as is)
     known_keys: tuple[KnownKey, ...] = ()
-    emulated: bool = False  # True when our virtual card implements this profile's behaviour
+    known_pins: tuple[KnownPin, ...] = ()
+    ca_paths: tuple[bytes, ...] = ()  # CA certificates outside PKCS#15 (absolute paths), in no order
+    # A card whose ATR matches is this card only if the application SELECT works (as OpenSC confirms FINEID).
+    aid_confirms: bool = False
     tested: str = "profile entry only: not exercised by any test (no card, no emulation)"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -88,6 +112,14 @@ class CardProfile:
         return HASH_NIBBLE[hash_algorithm] | SCHEME_NIBBLE[scheme]
 
 
+_CITIZEN_PINS = (
+    KnownPin(0x11, "PIN1 (basic PIN)", 4),
+    KnownPin(0x82, "PIN2 (signature PIN)", 6),
+    KnownPin(0x83, "PUK", 8, puk=True),
+)
+# CA certificates under the MF on citizen cards ([R] in real-cards.md §2): the root and the issuing CA.
+_CITIZEN_CAS = (bytes.fromhex("3F004334"), bytes.fromhex("3F004336"))
+
 FINEID_V4 = CardProfile(
     name="fineid-v4",
     description="FINEID v4 (Thales MultiApp 5.x, S4-1 v4.x): P-384 authentication and signature keys",
@@ -103,8 +135,10 @@ FINEID_V4 = CardProfile(
         KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x11),
         KnownKey("signature", bytes.fromhex("50164332"), 0x02, 0x82),
     ),
-    emulated=True,
-    tested="against our virtual card (through pcscd+vpcd and in-process); APDUs follow hardware-derived traces",
+    known_pins=_CITIZEN_PINS,
+    ca_paths=_CITIZEN_CAS,
+    aid_confirms=True,
+    tested="recorded real-card data (Web eID's 2023 FINEID v4 test-card trace) and our virtual card",
     notes=(
         "12-byte 0x00-padded ASCII PINs; PIN1 ref 11, PIN2 ref 82, PUK ref 83",
         "MSE:SET DST (80 alg, 84 key), PSO:HASH (90), PSO:CDS with exact Le; ECDSA comes back as raw r||s",
@@ -113,7 +147,8 @@ FINEID_V4 = CardProfile(
 
 FINEID_V3 = CardProfile(
     name="fineid-v3",
-    description="FINEID v3 (Gemalto MultiApp 3.0/4.2, S4-1 v3.x): RSA authentication key, P-256 signature key",
+    description="FINEID v3 (Gemalto MultiApp 3.0/4.2, S4-1 v3.x): RSA authentication key; P-256 (v3.0), "
+                "RSA-3072 (v3.1) or both QES keys",
     atrs=(
         AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 04 02 1B 12 00 F6 82 90 00", "Gemalto MultiApp v4.2"),
         AtrPattern("3B 7F 96 00 00 80 31 B8 65 B0 85 03 00 EF 12 00 F6 82 90 00", "Gemalto MultiApp v3.0"),
@@ -123,11 +158,19 @@ FINEID_V3 = CardProfile(
     pin_info="getdata-df21",
     known_keys=(
         KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x11),
-        KnownKey("signature", bytes.fromhex("50164335"), 0x03, 0x82),
+        KnownKey("signature", bytes.fromhex("50164332"), 0x02, 0x82),  # v3.1: RSA-3072 QES key
+        KnownKey("signature", bytes.fromhex("50164335"), 0x03, 0x82),  # v3.0: P-256 QES key
     ),
-    emulated=True,
-    tested="against our virtual card (through pcscd+vpcd and in-process); APDUs follow hardware-derived traces",
-    notes=("as FINEID v4, but the signature key is the P-256 key 03 at 5016/4335",),
+    known_pins=_CITIZEN_PINS,
+    ca_paths=_CITIZEN_CAS,
+    aid_confirms=True,
+    tested="recorded real-card data (Web eID's 2020 FINEID v3.0 test-card trace) and our virtual card; "
+           "v3.1 and dual-algorithm layouts from ReFineID's hardware notes and our virtual card",
+    notes=(
+        "as FINEID v4, but v3.0 has the P-256 QES key 03 at 5016/4335, v3.1 the RSA-3072 QES key 02 at "
+        "5016/4332, and dual-algorithm cards both",
+        "the RSA authentication key signs PKCS#1 v1.5 (SHA256withRSA) and PSS",
+    ),
 )
 
 MYEID = CardProfile(
@@ -178,19 +221,34 @@ IDPRIME = CardProfile(
     ),
 )
 
-IAS_ECC = CardProfile(
-    name="ias-ecc",
-    description="IAS-ECC organisation cards (Oberthur Cosmo v7, IDEMIA ID.me / Cosmo X; DVV S4-2)",
+FINEID_ORG = CardProfile(
+    name="fineid-org",
+    description="FINEID organisation card (IDEMIA Cosmo X / ID.me, Oberthur Cosmo v7; DVV S4-2): RSA keys",
     atrs=(
-        AtrPattern("3B DF 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 90 00 DA", "Cosmo v7"),
-        AtrPattern("3B DD 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 48", "IDEMIA ID.me"),
         AtrPattern("3B DD 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 83 49", "IDEMIA Cosmo X"),
+        AtrPattern("3B DD 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 48", "IDEMIA ID.me"),
+        AtrPattern("3B DF 96 00 80 31 FE 45 00 31 B8 64 04 29 EC C1 73 94 01 80 82 90 00 DA", "Cosmo v7"),
     ),
-    pin_block=0,
-    sign_style="cds-with-data",
+    pin_block=0,  # bare ASCII: a padded block fails and spends a try
+    pin_info="verify",  # no GET DATA PIN container: tries come from the empty VERIFY
+    sign_style="cds-with-hash",  # no external PSO:HASH (6A80): the bare hash goes inline in PSO:CDS
+    unblock_style="verify-puk",  # VERIFY the PUK, then RESET RETRY COUNTER P1=02 with the new PIN
+    known_keys=(
+        KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x03),
+        KnownKey("signature", bytes.fromhex("3F0050164332"), 0x82, 0x04, key_df=bytes.fromhex("452E5349474E")),
+    ),
+    known_pins=(
+        KnownPin(0x03, "PIN1 (authentication PIN)", 4, 8),
+        KnownPin(0x04, "PIN2 (signature PIN)", 6, 8),
+        KnownPin(0x12, "PUK (activation code)", 8, 8, puk=True),
+    ),
+    # The root under the MF; the issuing CA is MF/4333 per one ReFineID tree and unreadable per another.
+    ca_paths=(bytes.fromhex("3F004334"), bytes.fromhex("3F004333")),
+    aid_confirms=True,
+    tested="ReFineID's hardware notes (a Cosmo X) and our virtual card; no recorded trace",
     notes=(
         "S4-2: PIN1 ref 03, PIN2 ref 04, PUK 12; unpadded PINs of at most 8 digits",
-        "qualified key 82 local to DF 'E.SIGN'; PSO:CDS carries the digest inline (no PSO:HASH)",
+        "qualified key 82 local to DF 'E.SIGN' (selected before MSE); PSO:CDS carries the bare digest",
     ),
 )
 
@@ -214,7 +272,7 @@ GENERIC = CardProfile(
     tested="against our virtual card with an unknown ATR (allowUnknownCards)",
 )
 
-PROFILES: tuple[CardProfile, ...] = (FINEID_V4, FINEID_V3, MYEID, CARDOS_53, IDPRIME, IAS_ECC, SETCOS)
+PROFILES: tuple[CardProfile, ...] = (FINEID_V4, FINEID_V3, FINEID_ORG, MYEID, CARDOS_53, IDPRIME, SETCOS)
 
 
 def match_profile(atr: bytes) -> CardProfile | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -17,24 +18,44 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
+from asn1crypto import algos, core, keys
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from .certificate import CardCertificate
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-# Per profile: (authentication key spec, signature key spec, holder surname, given name, SATU).
+# Per profile: authentication key spec, signature key specs (one per QES slot), holder, and organisation.
+@dataclass(frozen=True)
+class _Person:
+    auth: str
+    sign: tuple[str, ...]
+    surname: str
+    given: str
+    satu: str
+    organisation: str | None = None
+
+
 _PEOPLE = {
-    "fineid-v4": ("ec:secp384r1", "ec:secp384r1", "SPECIMEN-TESTINEN", "TIINA", "99901001P"),
-    "fineid-v3": ("rsa:2048", "ec:secp256r1", "SPECIMEN-KOKEILU", "KALLE", "99901002R"),
+    "fineid-v4": _Person("ec:secp384r1", ("ec:secp384r1",), "SPECIMEN-TESTINEN", "TIINA", "99901001P"),
+    "fineid-v3": _Person("rsa:2048", ("ec:secp256r1",), "SPECIMEN-KOKEILU", "KALLE", "99901002R"),
+    "fineid-v3.1": _Person("rsa:3072", ("rsa:3072",), "SPECIMEN-KOLMONEN", "KAISA", "99901003T"),
+    "fineid-v3-dual": _Person("rsa:2048", ("rsa:2048", "ec:secp256r1"), "SPECIMEN-KAKSONEN", "KAAPO",
+                              "99901004U"),
+    "fineid-org": _Person("rsa:2048", ("rsa:2048",), "SPECIMEN-VIRKAMIES", "VILMA", "99901005V",
+                          "digisign-web TEST Organisation Oy"),
 }
+PROFILES = tuple(_PEOPLE)
+# Bumped when the certificates' encoding changes: stored keys are kept, certificates are issued again.
+PKI_VERSION = 2
 
 
 @dataclass(frozen=True)
 class LeafMaterial:
     key: PrivateKey
-    cert: x509.Certificate
+    cert: CardCertificate
 
 
 @dataclass(frozen=True)
@@ -42,14 +63,19 @@ class CardIdentity:
     """Everything a virtual card needs that must survive restarts."""
 
     profile: str
-    root: x509.Certificate
-    ca: x509.Certificate
+    root: CardCertificate
+    ca: CardCertificate
     auth: LeafMaterial
-    sign: LeafMaterial
+    signs: tuple[LeafMaterial, ...]
     serial: str
 
     @property
-    def chain(self) -> list[x509.Certificate]:
+    def sign(self) -> LeafMaterial:
+        """The first (on dual-algorithm cards, the RSA) signature key."""
+        return self.signs[0]
+
+    @property
+    def chain(self) -> list[CardCertificate]:
         """Intermediate then root: what follows either leaf in a chain."""
         return [self.ca, self.root]
 
@@ -92,6 +118,13 @@ def _new_key(spec: str) -> PrivateKey:
     return ec.generate_private_key(curve[param])
 
 
+def _key_matches(key: PrivateKey, spec: str) -> bool:
+    kind, param = spec.split(":")
+    if kind == "rsa":
+        return isinstance(key, rsa.RSAPrivateKey) and key.key_size == int(param)
+    return isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == param
+
+
 def _save_key(path: Path, key: PrivateKey) -> None:
     _write_private(
         path,
@@ -107,119 +140,194 @@ def _load_key(path: Path) -> PrivateKey:
     return key
 
 
-def _name(*parts: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
-    return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts])
+def _key_for(path: Path, spec: str) -> PrivateKey:
+    """The key stored at ``path`` if it fits ``spec``, else a new one (stored 0600)."""
+    if path.exists():
+        key = _load_key(path)
+        if _key_matches(key, spec):
+            return key
+    key = _new_key(spec)
+    _save_key(path, key)
+    return key
 
 
-def _key_usage(**flags: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
-    return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
+# --- certificates encoded as real FINEID cards encode them -----------------------------------
+# Real cards carry ecdsa-with-SHA384 with explicit NULL parameters and BasicConstraints with an explicit
+# cA FALSE (shared/reference/real-cards.md §1). cryptography can neither write nor read these, so the
+# certificates are assembled with asn1crypto and only the signature is made with cryptography.
+
+# Extension{basicConstraints, critical, BasicConstraints{cA FALSE}}, with the DEFAULT written out.
+_EXPLICIT_CA_FALSE = bytes.fromhex("300f0603551d130101ff0405") + bytes.fromhex("3003010100")
+
+
+def _name(*parts: tuple[str, str]) -> asn1_x509.Name:
+    """An X.500 name from (asn1crypto attribute name, value) pairs, in encoding order."""
+    rdns = []
+    for kind, value in parts:
+        string_type = "printable_string" if kind in ("country_name", "serial_number") else "utf8_string"
+        atv_value = asn1_x509.DirectoryString(name=string_type, value=value) \
+            if kind not in ("country_name", "serial_number") else core.PrintableString(value)
+        rdns.append(asn1_x509.RelativeDistinguishedName([
+            asn1_x509.NameTypeAndValue({"type": kind, "value": atv_value})]))
+    return asn1_x509.Name(name="", value=asn1_x509.RDNSequence(rdns))
+
+
+def _spki(public_key: object) -> keys.PublicKeyInfo:
+    der = public_key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return keys.PublicKeyInfo.load(der)
+
+
+def _signature_algorithm(issuer_key: PrivateKey) -> algos.SignedDigestAlgorithm:
+    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        return algos.SignedDigestAlgorithm({"algorithm": "sha384_ecdsa", "parameters": core.Null()})
+    return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa", "parameters": core.Null()})
+
+
+def _extension(oid: str, value: object, critical: bool = False) -> asn1_x509.Extension:
+    return asn1_x509.Extension({"extn_id": oid, "critical": critical, "extn_value": value})
 
 
 def _issue(
-    subject: x509.Name,
+    subject: asn1_x509.Name,
     public_key: object,
-    issuer: x509.Name,
+    issuer: asn1_x509.Name,
     issuer_key: PrivateKey,
     days: int,
     ca: bool,
-    usage: x509.KeyUsage,
-    eku: list[x509.ObjectIdentifier] | None = None,
-) -> x509.Certificate:
+    usage: set[str],
+    eku: list[str] | None = None,
+) -> CardCertificate:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)  # type: ignore[arg-type]
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca and issuer != subject else None),
-                       critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
-                       critical=False)
-    )
+    spki = _spki(public_key)
+    own_id = hashlib.sha1(spki["public_key"].contents[1:]).digest()
+    issuer_spki = _spki(issuer_key.public_key())
+    issuer_id = hashlib.sha1(issuer_spki["public_key"].contents[1:]).digest()
+    if ca:
+        constraints = asn1_x509.BasicConstraints(
+            {"ca": True, "path_len_constraint": 0 if issuer != subject else None})
+    else:
+        constraints = None
+    extensions = [
+        _extension("authority_key_identifier", asn1_x509.AuthorityKeyIdentifier({"key_identifier": issuer_id})),
+        _extension("key_identifier", core.OctetString(own_id)),
+        _extension("key_usage", asn1_x509.KeyUsage(usage), critical=True),
+    ]
+    extension_der = b"".join(e.dump() for e in extensions)
+    if constraints is not None:
+        extension_der += _extension("basic_constraints", constraints, critical=True).dump()
+    else:
+        extension_der += _EXPLICIT_CA_FALSE
     if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    return builder.sign(issuer_key, hashes.SHA384() if isinstance(issuer_key, ec.EllipticCurvePrivateKey)
-                        else hashes.SHA256())
+        extension_der += _extension("extended_key_usage", asn1_x509.ExtKeyUsageSyntax(eku)).dump()
+    signature_algorithm = _signature_algorithm(issuer_key)
+    tbs = asn1_x509.TbsCertificate({
+        "version": "v3",
+        "serial_number": int.from_bytes(secrets.token_bytes(16), "big") >> 1,
+        "signature": signature_algorithm,
+        "issuer": issuer,
+        "validity": {"not_before": asn1_x509.Time(name="utc_time", value=now - dt.timedelta(days=1)),
+                     "not_after": asn1_x509.Time(name="utc_time", value=now + dt.timedelta(days=days))},
+        "subject": subject,
+        "subject_public_key_info": spki,
+    })
+    # asn1crypto re-encodes a DEFAULT it is given, so the extensions are appended as bytes: [3] { SEQ }.
+    extensions_field = _der_header(0xA3, len(extension_der) + len(_der_header(0x30, len(extension_der))))
+    extensions_field += _der_header(0x30, len(extension_der)) + extension_der
+    contents = tbs.contents + extensions_field
+    data = _der_header(0x30, len(contents)) + contents
+    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        signature = issuer_key.sign(data, ec.ECDSA(hashes.SHA384()))
+    else:
+        signature = issuer_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    # Assembled by hand so that the signed TBS bytes are the ones in the certificate, as encoded.
+    body = data + signature_algorithm.dump() + core.BitString.load(
+        core.OctetBitString(signature).dump()).dump()
+    return CardCertificate.load(_der_header(0x30, len(body)) + body, "test certificate")
+
+
+def _der_header(tag: int, length: int) -> bytes:
+    if length < 0x80:
+        return bytes((tag, length))
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size
+
+
+def _load_cert(path: Path) -> CardCertificate:
+    return CardCertificate.from_pem(path.read_text(), str(path))
 
 
 def _ensure_cas(pki: Path) -> tuple[LeafMaterial, LeafMaterial]:
-    paths = [pki / n for n in ("root.key", "root.pem", "ca.key", "ca.pem")]
     pki.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if all(p.exists() for p in paths):
-        root = LeafMaterial(_load_key(paths[0]), x509.load_pem_x509_certificate(paths[1].read_bytes()))
-        ca = LeafMaterial(_load_key(paths[2]), x509.load_pem_x509_certificate(paths[3].read_bytes()))
-        return root, ca
-    org = (NameOID.ORGANIZATION_NAME, "digisign-web TEST")
-    root_name = _name((NameOID.COUNTRY_NAME, "FI"), org,
-                      (NameOID.COMMON_NAME, "digisign-web TEST Root CA - G1"))
-    ca_name = _name((NameOID.COUNTRY_NAME, "FI"), org,
-                    (NameOID.ORGANIZATIONAL_UNIT_NAME, "Testivarmenteet"),
-                    (NameOID.COMMON_NAME, "digisign-web TEST Citizen Certificates - G1"))
-    root_key = _new_key("ec:secp384r1")
-    ca_key = _new_key("ec:secp384r1")
-    ca_usage = _key_usage(key_cert_sign=True, crl_sign=True)
+    paths = {n: pki / n for n in ("root.key", "root.pem", "ca.key", "ca.pem", "version")}
+    current = paths["version"].exists() and paths["version"].read_text().strip() == str(PKI_VERSION)
+    if current and all(p.exists() for p in paths.values()):
+        return (LeafMaterial(_load_key(paths["root.key"]), _load_cert(paths["root.pem"])),
+                LeafMaterial(_load_key(paths["ca.key"]), _load_cert(paths["ca.pem"])))
+    org = ("organization_name", "digisign-web TEST")
+    root_name = _name(("country_name", "FI"), org, ("common_name", "digisign-web TEST Root CA - G1"))
+    ca_name = _name(("country_name", "FI"), org, ("organizational_unit_name", "Testivarmenteet"),
+                    ("common_name", "digisign-web TEST Citizen Certificates - G1"))
+    root_key = _key_for(paths["root.key"], "ec:secp384r1")
+    ca_key = _key_for(paths["ca.key"], "ec:secp384r1")
+    ca_usage = {"key_cert_sign", "crl_sign"}
     root_cert = _issue(root_name, root_key.public_key(), root_name, root_key, 7300, True, ca_usage)
     ca_cert = _issue(ca_name, ca_key.public_key(), root_name, root_key, 3650, True, ca_usage)
-    for path, key, cert in ((paths[0], root_key, root_cert), (paths[2], ca_key, ca_cert)):
-        _save_key(path, key)
-        _write_public(path.with_suffix(".pem"), cert.public_bytes(serialization.Encoding.PEM))
+    _write_public(paths["root.pem"], root_cert.pem.encode())
+    _write_public(paths["ca.pem"], ca_cert.pem.encode())
+    _write_public(paths["version"], f"{PKI_VERSION}\n".encode())
     return LeafMaterial(root_key, root_cert), LeafMaterial(ca_key, ca_cert)
 
 
 def _new_serial(profile: str) -> str:
     card_number = "".join(secrets.choice("0123456789") for _ in range(9))
-    if profile == "fineid-v3":  # older generation: 20 decimal digits, card number at 10-18
+    if profile.startswith("fineid-v3"):  # older generation: 20 decimal digits, card number at 10-18
         return "246" + "".join(secrets.choice("0123456789") for _ in range(7)) + card_number + "0"
     return "FI" + "".join(secrets.choice("0123456789") for _ in range(6)) + card_number
 
 
 def load_or_create(state_dir: Path, profile: str) -> CardIdentity:
-    """The identity of the virtual card ``profile`` kept under ``state_dir``; created on first use."""
+    """The identity of the virtual card ``profile`` kept under ``state_dir``; created on first use.
+
+    Keys are kept across upgrades; certificates of an older :data:`PKI_VERSION` are issued again.
+    """
     if profile not in _PEOPLE:
-        raise ValueError(f"unknown virtual card profile {profile!r}; choose from {sorted(_PEOPLE)}")
+        raise ValueError(f"unknown virtual card profile {profile!r}; choose from {', '.join(_PEOPLE)}")
+    person = _PEOPLE[profile]
     base = Path(state_dir) / "virtual-card"
     with _locked(base):
         root, ca = _ensure_cas(base / "pki")
         card_dir = base / profile
         card_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files = {n: card_dir / n for n in ("auth.key", "auth.pem", "sign.key", "sign.pem", "card.json")}
-        if all(p.exists() for p in files.values()):
-            auth = LeafMaterial(_load_key(files["auth.key"]),
-                                x509.load_pem_x509_certificate(files["auth.pem"].read_bytes()))
-            sign = LeafMaterial(_load_key(files["sign.key"]),
-                                x509.load_pem_x509_certificate(files["sign.pem"].read_bytes()))
-            serial = json.loads(files["card.json"].read_text())["serial"]
-            return CardIdentity(profile, root.cert, ca.cert, auth, sign, serial)
+        stems = ["auth"] + [f"sign{i if i else ''}" for i in range(len(person.sign))]
+        files = {f"{s}.{e}": card_dir / f"{s}.{e}" for s in stems for e in ("key", "pem")}
+        meta_path = card_dir / "card.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if (meta.get("pki_version") == PKI_VERSION and meta.get("ca") == ca.cert.sha256_fingerprint
+                and all(p.exists() for p in files.values())):
+            leaves = [LeafMaterial(_load_key(files[f"{s}.key"]), _load_cert(files[f"{s}.pem"])) for s in stems]
+            return CardIdentity(profile, root.cert, ca.cert, leaves[0], tuple(leaves[1:]), meta["serial"])
 
-        auth_spec, sign_spec, surname, given, satu = _PEOPLE[profile]
-        subject = _name(
-            (NameOID.COUNTRY_NAME, "FI"),
-            (NameOID.SURNAME, surname),
-            (NameOID.GIVEN_NAME, given),
-            (NameOID.SERIAL_NUMBER, satu),
-            (NameOID.COMMON_NAME, f"{surname} {given} {satu}"),
-        )
-        auth_key = _new_key(auth_spec)
-        if isinstance(auth_key, ec.EllipticCurvePrivateKey):
-            auth_usage = _key_usage(digital_signature=True, key_agreement=True)
-        else:
-            auth_usage = _key_usage(digital_signature=True, key_encipherment=True, data_encipherment=True)
-        auth_cert = _issue(subject, auth_key.public_key(), ca.cert.subject, ca.key, 1826, False,
-                           auth_usage, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION])
-        sign_key = _new_key(sign_spec)
-        sign_cert = _issue(subject, sign_key.public_key(), ca.cert.subject, ca.key, 1826, False,
-                           _key_usage(content_commitment=True))
-        for stem, key, cert in (("auth", auth_key, auth_cert), ("sign", sign_key, sign_cert)):
-            _save_key(files[f"{stem}.key"], key)
-            _write_public(files[f"{stem}.pem"], cert.public_bytes(serialization.Encoding.PEM))
-        serial = _new_serial(profile)
-        _write_public(files["card.json"], json.dumps({"serial": serial}).encode())
-        return CardIdentity(profile, root.cert, ca.cert, LeafMaterial(auth_key, auth_cert),
-                            LeafMaterial(sign_key, sign_cert), serial)
+        parts: list[tuple[str, str]] = [("country_name", "FI")]
+        if person.organisation:
+            parts.append(("organization_name", person.organisation))
+        subject = _name(*parts, ("surname", person.surname), ("given_name", person.given),
+                        ("serial_number", person.satu),
+                        ("common_name", f"{person.surname} {person.given} {person.satu}"))
+        leaves = []
+        for stem, spec in zip(stems, (person.auth, *person.sign), strict=True):
+            key = _key_for(files[f"{stem}.key"], spec)
+            if stem == "auth":
+                usage = {"digital_signature", "key_agreement"} if spec.startswith("ec:") else \
+                    {"digital_signature", "key_encipherment", "data_encipherment"}
+                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, 1826, False, usage,
+                              ["client_auth", "email_protection"])
+            else:
+                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, 1826, False,
+                              {"non_repudiation"})
+            _write_public(files[f"{stem}.pem"], cert.pem.encode())
+            leaves.append(LeafMaterial(key, cert))
+        serial = meta.get("serial") or _new_serial(profile)
+        _write_public(meta_path, json.dumps({"serial": serial, "pki_version": PKI_VERSION,
+                                             "ca": ca.cert.sha256_fingerprint}).encode())
+        return CardIdentity(profile, root.cert, ca.cert, leaves[0], tuple(leaves[1:]), serial)

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TypeVar
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import utils
 
 from . import pkcs15
 from .apdu import Command, Response, find_tlv, parse_tlv
@@ -30,6 +27,7 @@ from .errors import (
     StatusWordError,
     UnsupportedCardError,
 )
+from .certificate import CardCertificate, build_chain
 from .profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
 from .readers import matches_wildcards
 from .transport import Transport
@@ -43,9 +41,7 @@ FID_DIR = bytes.fromhex("2F00")
 FID_OD = bytes.fromhex("5031")
 FID_TOKENINFO = bytes.fromhex("5032")
 MAX_FILE = 32767  # READ BINARY offsets are 15 bits
-# Names that FINEID certificates use but RFC 4514 has no short form for.
-NAME_OVERRIDES = {NameOID.SERIAL_NUMBER: "serialNumber", NameOID.SURNAME: "SN",
-                  NameOID.GIVEN_NAME: "GN"}
+MAX_BLOCK = 256  # what one short READ BINARY may ask for; cards may answer less (FINEID: 0xB5)
 
 
 @dataclass(frozen=True)
@@ -61,40 +57,45 @@ class PinStatus:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A certificate on the card, with the private key and PIN that go with it (if any)."""
+    """A certificate on the card, with the private key and PIN that go with it (if any).
 
-    der: bytes
+    ``certificate`` is the certificate as the card stores it (:class:`~card.certificate.CardCertificate`):
+    parsed leniently, with its exact bytes in ``der``.
+    """
+
+    certificate: CardCertificate
     label: str
     id: bytes
     key: pkcs15.KeyInfo | None
     pin: pkcs15.PinInfo | None
     authority: bool = False
+    key_df: bytes | None = None  # AID of the DF holding the key (organisation cards' DF.ESIGN)
 
-    @cached_property
-    def x509(self) -> x509.Certificate:
-        return x509.load_der_x509_certificate(self.der)
+    @property
+    def der(self) -> bytes:
+        return self.certificate.der
 
     @property
     def subject(self) -> str:
-        return self.x509.subject.rfc4514_string(NAME_OVERRIDES)
+        return self.certificate.subject.rfc4514()
 
     @property
     def issuer(self) -> str:
-        return self.x509.issuer.rfc4514_string(NAME_OVERRIDES)
+        return self.certificate.issuer.rfc4514()
 
     @property
     def key_usage(self) -> list[str]:
-        return key_usage_names(self.x509)
+        return self.certificate.key_usage
 
     @property
     def key_description(self) -> str:
-        return key_description(self.x509)
+        return self.certificate.key_description
 
     @property
     def role(self) -> str:
         """``signature`` (nonRepudiation, PIN2), ``authentication`` (digitalSignature), ``ca`` or ``other``."""
         usage = self.key_usage
-        if self.authority or "key_cert_sign" in usage:
+        if self.authority or "key_cert_sign" in usage or self.certificate.is_ca:
             return "ca"
         if "non_repudiation" in usage:
             return "signature"
@@ -109,54 +110,15 @@ class Certificate:
 
     @property
     def key_algorithm(self) -> str:
-        return "EC" if isinstance(self.x509.public_key(), ec.EllipticCurvePublicKey) else "RSA"
+        return self.certificate.key_algorithm
 
     @property
     def key_size(self) -> int:
-        return self.x509.public_key().key_size  # type: ignore[union-attr]
+        return self.certificate.key_size
 
     @property
     def curve(self) -> str | None:
-        public = self.x509.public_key()
-        return public.curve.name if isinstance(public, ec.EllipticCurvePublicKey) else None
-
-
-_KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-               "key_agreement", "key_cert_sign", "crl_sign")
-
-
-def key_usage_names(cert: x509.Certificate) -> list[str]:
-    """KeyUsage bits by name, with contentCommitment spelled ``non_repudiation`` as FINEID users know it."""
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return []
-    return ["non_repudiation" if n == "content_commitment" else n for n in _KEY_USAGES if getattr(usage, n)]
-
-
-def key_description(cert: x509.Certificate) -> str:
-    """``EC secp384r1`` or ``RSA 2048``: the key as dialogs and status pages show it."""
-    public = cert.public_key()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return f"EC {public.curve.name}"
-    if isinstance(public, rsa.RSAPublicKey):
-        return f"RSA {public.key_size}"
-    return type(public).__name__
-
-
-def _check_certificate(der: bytes, label: str) -> x509.Certificate:
-    """Parse a certificate from the card completely now: cryptography parses extensions and keys lazily,
-    and a broken card must give a typed error here, not a ValueError later in a property."""
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        list(cert.extensions)
-        cert.public_key()
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
-        cert.not_valid_after_utc  # noqa: B018 - parsed for its error
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise MalformedResponseError(f"certificate {label!r} does not parse: {exc}") from exc
-    return cert
+        return self.certificate.curve
 
 
 def ecdsa_raw_to_der(raw: bytes) -> bytes:
@@ -185,6 +147,19 @@ def _fcp_size(data: bytes) -> int | None:
         if item is not None and 1 <= len(item.value) <= 3:
             return int.from_bytes(item.value, "big")
     return None
+
+
+def _der_size(data: bytes | bytearray) -> int | None:
+    """Total size of the DER object that ``data`` starts with, from its header; None until it is known."""
+    if len(data) < 2 or data[0] in (0x00, 0xFF):
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if not 1 <= count <= 3 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2:2 + count], "big")
 
 
 class Token:
@@ -237,7 +212,7 @@ class Token:
         if response.ok:
             self._app_ready = True
             return
-        if self.profile.emulated or self.profile.name.startswith("fineid"):
+        if self.profile.aid_confirms:
             # FINEID is confirmed by the application SELECT (as OpenSC does); no app, no FINEID.
             raise UnsupportedCardError(
                 f"ATR looks like {self.profile.name} but the PKCS#15 application is missing "
@@ -326,7 +301,14 @@ class Token:
         response = self._transmit(command).check(f"SELECT {path.hex().upper()}")
         return _fcp_size(response.data) if fcp else None
 
-    def _read_file(self, path: bytes) -> bytes:
+    def _read_file(self, path: bytes, der: bool = False) -> bytes:
+        """The whole file at ``path``, read to its real size.
+
+        The size comes from the FCP, else (``der``) from the DER length header of the first block.
+        A READ BINARY may answer fewer bytes than asked (real FINEID cards answer at most 0xB5): that is
+        the end of the file only when no size is known. With ``der``, what follows the DER object (a
+        file larger than the certificate it holds) is not read.
+        """
         path = self._absolute(path)
         if path in self._files:
             return self._files[path]
@@ -335,31 +317,40 @@ class Token:
             # An absolute path may lead out of the application: select it again before PIN use.
             self._app_ready = False
         data = bytearray()
-        limit = size if size is not None else MAX_FILE
-        while len(data) < limit:
-            want = min(256, limit - len(data))
+        while True:
+            target = size if size is not None else MAX_FILE
+            if der and (object_size := _der_size(data)) is not None:
+                target = min(target, object_size)
+            if len(data) >= target:
+                break
+            want = min(MAX_BLOCK, target - len(data))
             offset = len(data)
-            command = Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=want & 0xFF,
-                              name="READ BINARY")
-            response = self._transmit(command)
-            if response.sw in (0x6282, 0x6B00) and size is None:
-                data += response.data
-                break
+            response = self._transmit(Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=want & 0xFF,
+                                              name="READ BINARY"))
+            if response.sw == 0x6B00 and offset and size is None:
+                break  # offset past the end of a file whose size nobody told us
             response.check("READ BINARY", allow=(0x6282,))
-            if not response.data:
-                break
             data += response.data
-            if response.sw == 0x6282 or len(response.data) < want:
+            sized = size is not None or (der and _der_size(data) is not None)
+            if response.sw == 0x6282 or not response.data or (not sized and len(response.data) < want):
                 break
-        if size is not None and len(data) != size:
+        if der:
+            object_size = _der_size(data)
+            if object_size is None or len(data) < object_size:
+                raise MalformedResponseError(f"file {path.hex()} does not hold a whole DER object "
+                                             f"({len(data)} bytes read)")
+            data = data[:object_size]
+        elif size is not None and len(data) != size:
             raise MalformedResponseError(f"file {path.hex()} has {len(data)} bytes, FCP said {size}")
         self._files[path] = bytes(data)
         return bytes(data)
 
     # -- PKCS#15 (lazy) -----------------------------------------------------------------------
-    def _app_file(self, fid: bytes) -> bytes:
+    def _app_file(self, fid: bytes, der: bool = False) -> bytes:
         self._ensure_app()
-        return self._read_file(fid if self.app_path is None else self.app_path + fid)
+        if fid.startswith(MF):
+            return self._read_file(fid, der)
+        return self._read_file(fid if self.app_path is None else self.app_path + fid, der)
 
     @property
     def atr(self) -> bytes:
@@ -413,14 +404,13 @@ class Token:
     def _load_pins(self) -> list[pkcs15.PinInfo]:
         self._object_directory()
         if self._known_layout:
-            refs = sorted({k.pin_reference for k in self.profile.known_keys})
-            pins = [pkcs15.PinInfo(f"PIN {r:02X}", bytes((r,)), r, 4 if r == 0x11 else 6,
-                                   self.profile.pin_block, 12, pad_char=self.profile.pin_pad_char,
-                                   flags=frozenset({"needs_padding"})) for r in refs]
-            pins.append(pkcs15.PinInfo("PUK", b"\x83", 0x83, 8, self.profile.pin_block, 12,
-                                       pad_char=self.profile.pin_pad_char,
-                                       flags=frozenset({"needs_padding", "unblocking_pin"})))
-            return pins
+            profile = self.profile
+            return [pkcs15.PinInfo(p.label, bytes((p.reference,)), p.reference, p.min_length,
+                                   profile.pin_block or p.max_length, p.max_length,
+                                   pad_char=profile.pin_pad_char,
+                                   flags=frozenset({"needs_padding"} if profile.pin_block else set())
+                                   | ({"unblocking_pin"} if p.puk else set()))
+                    for p in profile.known_pins]
         return self._directory("auth_objects", pkcs15.parse_aodf)
 
     @property
@@ -443,51 +433,66 @@ class Token:
 
     def _load_certificates(self) -> list[Certificate]:
         self._object_directory()
+        certs = self._known_certificates() if self._known_layout else self._pkcs15_certificates()
+        if not any(c.role == "ca" for c in certs):
+            log.warning("this %s card carries no CA certificate: signatures will carry the leaf "
+                        "certificate alone (relying parties that check the chain need its CAs)",
+                        self.profile.name)
+        order = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
+        return sorted(certs, key=lambda c: order[c.role])
+
+    def _known_certificates(self) -> list[Certificate]:
+        """The profile's key slots and CA files, for a card without readable PKCS#15 objects."""
         certs: list[Certificate] = []
-        if self._known_layout:
-            pins = {p.reference: p for p in self.pins}
-            for known in self.profile.known_keys:
-                try:
-                    der = self._app_file(known.cert_path)
-                except FileNotFoundOnCardError:
-                    continue  # an empty slot
-                cert = _check_certificate(der, known.role)
-                public = cert.public_key()
-                algorithm = "EC" if isinstance(public, ec.EllipticCurvePublicKey) else "RSA"
-                usage = {"non_repudiation"} if known.role == "signature" else {"sign"}
-                key = pkcs15.KeyInfo(known.role, bytes((known.key_reference,)), frozenset(usage),
-                                     known.key_reference, bytes((known.pin_reference,)), algorithm,
-                                     public.key_size, 1 if known.role == "signature" else 0)  # type: ignore[union-attr]
-                certs.append(Certificate(der, known.role, key.id, key, pins.get(known.pin_reference)))
-            return certs
+        pins = {p.reference: p for p in self.pins}
+        for known in self.profile.known_keys:
+            try:
+                der = self._app_file(known.cert_path, der=True)
+            except FileNotFoundOnCardError:
+                continue  # an empty slot: this card is of another layout of the family
+            cert = CardCertificate.load(der, f"{known.role} certificate {known.cert_path.hex().upper()}")
+            usage = {"non_repudiation"} if known.role == "signature" else {"sign"}
+            key = pkcs15.KeyInfo(known.role, bytes((known.key_reference,)), frozenset(usage),
+                                 known.key_reference, bytes((known.pin_reference,)), cert.key_algorithm,
+                                 cert.key_size, 1 if known.role == "signature" else 0)
+            certs.append(Certificate(cert, known.role, key.id, key, pins.get(known.pin_reference),
+                                     key_df=known.key_df))
+        for path in self.profile.ca_paths:
+            try:
+                der = self._read_file(path, der=True)
+            except FileNotFoundOnCardError:
+                continue
+            label = f"CA certificate {path.hex().upper()}"
+            certs.append(Certificate(CardCertificate.load(der, label), label, path[-2:], None, None, True))
+        return certs
+
+    def _pkcs15_certificates(self) -> list[Certificate]:
         refs = self._directory("certificates", pkcs15.parse_cdf)
         refs += self._directory("trusted_certificates", pkcs15.parse_cdf)
         keys = {k.id: k for k in self.keys}
         pins = {p.auth_id: p for p in self.pins}
+        certs: list[Certificate] = []
         for ref in refs:
-            der = self._read_file(ref.path)
             if ref.offset is not None and ref.length is not None:
-                der = der[ref.offset:ref.offset + ref.length]
-            _check_certificate(der, ref.label)
+                der = self._read_file(ref.path)[ref.offset:ref.offset + ref.length]
+            else:
+                der = self._read_file(ref.path, der=True)
+            cert = CardCertificate.load(der, f"certificate {ref.label!r}")
             key = keys.get(ref.id) if not ref.authority else None
             pin = pins.get(key.auth_id) if key is not None and key.auth_id else None
-            certs.append(Certificate(der, ref.label, ref.id, key, pin, ref.authority))
-        order = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
-        return sorted(certs, key=lambda c: order[c.role])
+            # PrKDF does not say which DF a local key lives in (DF.ESIGN's key 82): the profile does.
+            key_df = next((k.key_df for k in self.profile.known_keys
+                           if key is not None and k.key_reference == key.key_reference), None)
+            certs.append(Certificate(cert, ref.label, ref.id, key, pin, ref.authority, key_df))
+        return certs
 
-    def chain(self, leaf: Certificate) -> list[x509.Certificate]:
+    def chain(self, leaf: Certificate) -> list[CardCertificate]:
         """leaf, then the issuing certificates found on the card, in order (as far as the card has them)."""
-        out = [leaf.x509]
-        cas = [c.x509 for c in self.certificates() if c.role == "ca"]
-        while True:
-            current = out[-1]
-            if current.issuer == current.subject:
-                break
-            issuer = next((c for c in cas if c.subject == current.issuer and c not in out), None)
-            if issuer is None:
-                break
-            out.append(issuer)
-        return out
+        chain = build_chain(leaf.certificate, [c.certificate for c in self.certificates() if c.role == "ca"])
+        if not chain[-1].self_issued:
+            log.info("the card has no issuer for %s: the chain ends there (%d certificates)",
+                     chain[-1].subject, len(chain))
+        return chain
 
     # -- PINs ---------------------------------------------------------------------------------
     def pin(self, reference: int) -> pkcs15.PinInfo:
@@ -579,12 +584,18 @@ class Token:
     def unblock_pin(self, pin: pkcs15.PinInfo, puk: str, new: str) -> None:
         """RESET RETRY COUNTER with the PUK and a new PIN. A wrong PUK spends the PUK's own tries."""
         puk_info = self.puk() or pin
-        data = self.encode_pin(puk_info, puk) + self.encode_pin(pin, new)
+        puk_block, new_block = self.encode_pin(puk_info, puk), self.encode_pin(pin, new)
 
         def run() -> None:
             self._ensure_app()
-            self._transmit(Command(0x00, 0x2C, 0x00, pin.reference, data, name="RESET RETRY COUNTER")
-                           ).check("RESET RETRY COUNTER")
+            if self.profile.unblock_style == "verify-puk":
+                self._transmit(Command(0x00, 0x20, 0x00, puk_info.reference, puk_block, name="VERIFY")
+                               ).check("VERIFY")
+                self._transmit(Command(0x00, 0x2C, 0x02, pin.reference, new_block, name="RESET RETRY COUNTER")
+                               ).check("RESET RETRY COUNTER")
+                return
+            self._transmit(Command(0x00, 0x2C, 0x00, pin.reference, puk_block + new_block,
+                                   name="RESET RETRY COUNTER")).check("RESET RETRY COUNTER")
 
         self._guard(run)
 
@@ -638,8 +649,14 @@ class Token:
         alg = self.profile.algorithm_reference(scheme, hash_algorithm)
         block = self.encode_pin(pin_info, pin) if pin is not None and pin_info is not None else None
 
+        key_df = cert.key_df if cert else None
+
         def run() -> bytes:
             self._ensure_app()
+            if key_df is not None:
+                # A key local to another DF (DF.ESIGN): that DF must be current from VERIFY to PSO:CDS.
+                self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, key_df, name="SELECT DF")).check("SELECT DF")
+                self._app_ready = False
             if block is not None and pin_info is not None:
                 self._transmit(Command(0x00, 0x20, 0x00, pin_info.reference, block, name="VERIFY")
                                ).check("VERIFY")
@@ -654,6 +671,8 @@ class Token:
                 self._transmit(Command(0x00, 0x2A, 0x90, 0xA0, bytes((0x90, len(value))) + value,
                                        name="PSO:HASH")).check("PSO:HASH")
                 response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, le=le, name="PSO:CDS"))
+            elif self.profile.sign_style == "cds-with-hash":
+                response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, digest, le=le, name="PSO:CDS"))
             else:
                 data = digest if ec_key or scheme == "pss" else DIGEST_INFO_PREFIX[hash_algorithm] + digest
                 response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, data, le=le, name="PSO:CDS"))
@@ -679,6 +698,4 @@ __all__ = [
     "Token",
     "ecdsa_der_to_raw",
     "ecdsa_raw_to_der",
-    "key_description",
-    "key_usage_names",
 ]

@@ -1,4 +1,4 @@
-"""Plug a :class:`~card.emulator.VirtualCard` into a real pcscd through vsmartcard's ``vpcd`` driver.
+"""Plug a virtual card (:class:`~card.cardside.CardSide`: the emulator or a replayed recording) into a real pcscd through vsmartcard's ``vpcd`` driver.
 
 vpcd listens (port 35963 for its first slot); the card connects and answers framed messages: a 2-byte
 big-endian length, then the payload. One-byte payloads are control messages (0 power off, 1 power on,
@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 
-from .emulator import VirtualCard
+from .cardside import CardSide
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _quickack(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-def _recv_exact(sock: socket.socket, size: int, stop: threading.Event, card: VirtualCard) -> bytes:
+def _recv_exact(sock: socket.socket, size: int, stop: threading.Event, card: CardSide) -> bytes:
     buf = bytearray()
     while len(buf) < size:
         if stop.is_set() or not card.present:
@@ -46,7 +46,7 @@ def _recv_exact(sock: socket.socket, size: int, stop: threading.Event, card: Vir
     return bytes(buf)
 
 
-def _serve(sock: socket.socket, card: VirtualCard, stop: threading.Event) -> None:
+def _serve(sock: socket.socket, card: CardSide, stop: threading.Event) -> None:
     while True:
         length = int.from_bytes(_recv_exact(sock, 2, stop, card), "big")
         payload = _recv_exact(sock, length, stop, card) if length else b""
@@ -62,7 +62,7 @@ def _serve(sock: socket.socket, card: VirtualCard, stop: threading.Event) -> Non
 
 
 def run(
-    card: VirtualCard,
+    card: CardSide,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     stop: threading.Event | None = None,
@@ -89,7 +89,7 @@ def run(
             stop.wait(0.5)
             continue
         announced = False
-        log.info("virtual card %s inserted into vpcd %s:%d", card.profile.name, host, port)
+        log.info("virtual card %s inserted into vpcd %s:%d", card.name, host, port)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(_POLL)
@@ -99,7 +99,7 @@ def run(
                 log.info("vpcd connection lost: %s", exc)
         finally:
             sock.close()
-            log.info("virtual card %s removed from vpcd %s:%d", card.profile.name, host, port)
+            log.info("virtual card %s removed from vpcd %s:%d", card.name, host, port)
         if not reconnect and card.present:
             return
         stop.wait(0.1 if card.present else 0)
