@@ -2,7 +2,7 @@
 PINs and signing, and the virtual FINEID card. This package knows nothing about HTTP."""
 
 from .apdu import Command, Response
-from .certificate import CardCertificate, Name, build_chain
+from .certificate import CardCertificate, Name, build_chain, load_pem_certificates
 from .emulator import VIRTUAL_PROFILES, VirtualCard
 from .errors import (
     CardError,
@@ -28,11 +28,9 @@ from .token import Certificate, PinStatus, Token, ecdsa_der_to_raw, ecdsa_raw_to
 from .transport import InProcessTransport, PcscTransport, Transport
 
 __all__ = [
-    "CardCertificate",
-    "Name",
-    "build_chain",
     "PROFILES",
     "VIRTUAL_PROFILES",
+    "CardCertificate",
     "CardError",
     "CardManager",
     "CardPolicy",
@@ -44,6 +42,7 @@ __all__ = [
     "InProcessTransport",
     "InvalidPinFormatError",
     "MalformedResponseError",
+    "Name",
     "NoCardError",
     "NoReaderError",
     "PcscTransport",
@@ -62,9 +61,11 @@ __all__ = [
     "UnsupportedCardError",
     "VirtualCard",
     "WrongPinError",
+    "build_chain",
     "ecdsa_der_to_raw",
     "ecdsa_raw_to_der",
     "list_readers",
+    "load_pem_certificates",
     "match_profile",
     "matches_wildcards",
 ]

@@ -276,6 +276,17 @@ class CardCertificate:
         return True
 
 
+def load_pem_certificates(data: bytes | str, label: str = "PEM file") -> list[CardCertificate]:
+    """Every certificate in a PEM bundle, read as leniently as card certificates are."""
+    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
+    blocks = []
+    for part in text.split("-----BEGIN CERTIFICATE-----")[1:]:
+        if "-----END CERTIFICATE-----" not in part:
+            raise MalformedResponseError(f"{label}: a certificate has no END line")
+        blocks.append(part.split("-----END CERTIFICATE-----")[0])
+    return [CardCertificate.from_pem(b, f"{label} certificate {i + 1}") for i, b in enumerate(blocks)]
+
+
 def build_chain(leaf: CardCertificate, candidates: list[CardCertificate]) -> list[CardCertificate]:
     """``leaf``, then the issuers found among ``candidates``, in order, as far as they go.
 
@@ -296,4 +307,4 @@ def build_chain(leaf: CardCertificate, candidates: list[CardCertificate]) -> lis
     return chain
 
 
-__all__ = ["CardCertificate", "Name", "PublicKey", "build_chain"]
+__all__ = ["CardCertificate", "Name", "PublicKey", "build_chain", "load_pem_certificates"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import utils
 
 from . import pkcs15
 from .apdu import Command, Response, find_tlv, parse_tlv
+from .certificate import CardCertificate, build_chain
 from .errors import (
     CardError,
     CardRemovedError,
@@ -27,7 +27,6 @@ from .errors import (
     StatusWordError,
     UnsupportedCardError,
 )
-from .certificate import CardCertificate, build_chain
 from .profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
 from .readers import matches_wildcards
 from .transport import Transport

@@ -1,4 +1,5 @@
-"""Plug a virtual card (:class:`~card.cardside.CardSide`: the emulator or a replayed recording) into a real pcscd through vsmartcard's ``vpcd`` driver.
+"""Plug a virtual card (:class:`~card.cardside.CardSide`: the emulator, or a replayed recording of a real
+card) into a real pcscd through vsmartcard's ``vpcd`` driver.
 
 vpcd listens (port 35963 for its first slot); the card connects and answers framed messages: a 2-byte
 big-endian length, then the payload. One-byte payloads are control messages (0 power off, 1 power on,

@@ -28,6 +28,8 @@ from card import (
     list_readers,
     vpcd,
 )
+from card.cardside import CardSide
+from card.replay import RecordedCard
 
 log = logging.getLogger("digisign_web")
 
@@ -60,8 +62,8 @@ def _token_report(token: Token) -> dict[str, object]:
             "role": cert.role,
             "subject": cert.subject,
             "issuer": cert.issuer,
-            "serial_number": format(cert.x509.serial_number, "X"),
-            "not_after": cert.x509.not_valid_after_utc.isoformat(),
+            "serial_number": format(cert.certificate.serial_number, "X"),
+            "not_after": cert.certificate.not_after.isoformat(),
             "key_usage": cert.key_usage,
             "key_algorithm": cert.key_algorithm,
             "key_size": cert.key_size,
@@ -165,7 +167,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_virtual_card(args: argparse.Namespace) -> int:
     atr = bytes.fromhex(args.atr.replace(" ", "").replace(":", "")) if args.atr else None
-    card = VirtualCard(args.profile, args.state_dir, atr=atr, token_label=args.label)
+    card: CardSide
+    if args.replay:
+        try:
+            card = RecordedCard.load(args.replay)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        description = f"{card.name} (from {args.replay})"
+    else:
+        card = VirtualCard(args.profile, args.state_dir, atr=atr, token_label=args.label,
+                           pkcs15=not args.no_pkcs15)
+        description = f"virtual card {args.profile} (serial {card.identity.serial})"
     card.faults.delay = args.slow_ms / 1000.0
     stop = threading.Event()
 
@@ -181,7 +194,7 @@ def cmd_virtual_card(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGUSR1, on_usr1)
-    print(f"virtual card {args.profile} (serial {card.identity.serial}) -> vpcd {args.host}:{args.port}; "
+    print(f"{description} -> vpcd {args.host}:{args.port}; "
           f"PKI in {Path(args.state_dir) / 'virtual-card'}; SIGUSR1 toggles removal, SIGTERM stops",
           flush=True)
     vpcd.run(card, args.host, args.port, stop)
@@ -196,10 +209,13 @@ def _pick_certificate(args: argparse.Namespace, manager: CardManager) -> tuple[T
                         ("" if args.virtual_card else "; is the card in the reader?"))
     token = tokens[0]
     role = "signature" if args.key == "sign" else "authentication"
-    for cert in token.certificates():
-        if cert.role == role and cert.key is not None:
-            return token, cert
-    raise CardError(f"the card in {token.reader} has no {role} key")
+    keys = [c for c in token.certificates() if c.role == role and c.key is not None]
+    if args.key_algorithm:
+        keys = [c for c in keys if c.key_algorithm == args.key_algorithm.upper()]
+    if not keys:
+        algorithm = f" {args.key_algorithm.upper()}" if args.key_algorithm else ""
+        raise CardError(f"the card in {token.reader} has no{algorithm} {role} key")
+    return token, keys[0]
 
 
 def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str:
@@ -236,9 +252,14 @@ def cmd_sign(args: argparse.Namespace) -> int:
             formats.preflight(args.type, request)  # refuse before asking for the PIN
         print(f"Signing {args.infile} ({size} bytes) as {args.type} with "
               f"{cert.subject} [{cert.role} key] in {token.reader}", file=sys.stderr)
+        if args.rsa_pss and (args.type not in ("signature", "signature-plain") or cert.key_algorithm != "RSA"):
+            raise ValueError("--rsa-pss makes a raw RSA signature: use it with --type signature and an RSA key")
         pin = _read_pin(args, token, cert)
         signer = CardSigner(token, cert, pin)
-        if args.type == "pades":
+        if args.rsa_pss:
+            digest = formats.message_digest(request)
+            output = token.sign_digest(cert, hash_algorithm, digest, pin=pin, pss=True)
+        elif args.type == "pades":
             output = asyncio.run(sign_pdf(signer, content, hash_algorithm))
         else:
             output = asyncio.run(formats.sign(args.type, signer, request)).signature
@@ -274,17 +295,22 @@ async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from cryptography import x509
+    from card import load_pem_certificates
 
     from .verify import verify_bytes
 
-    trust = []
-    for path in args.trust or []:
-        trust += x509.load_pem_x509_certificates(path.read_bytes())
-    detached = args.detached.read_bytes() if args.detached else None
     try:
+        trust = []
+        for path in args.trust or []:
+            trust += load_pem_certificates(path.read_bytes(), str(path))
+            if not trust:
+                raise ValueError(f"{path}: no PEM certificate in it")
+        detached = args.detached.read_bytes() if args.detached else None
         reports = verify_bytes(args.file.read_bytes(), detached, trust)
-    except ValueError as exc:
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (ValueError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for report in reports:
@@ -348,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hash", default="SHA256", help="SHA1 (raw types only), SHA224, SHA256, SHA384, SHA512")
     p.add_argument("--content-type", choices=("data", "digest"), default="data",
                    help="digest: the input file holds the hash itself")
+    p.add_argument("--key-algorithm", choices=("rsa", "ec"),
+                   help="on a card with both (dual-algorithm FINEID v3), the key type to use")
+    p.add_argument("--rsa-pss", action="store_true",
+                   help="raw types with an RSA key: RSASSA-PSS (salt = hash length) instead of PKCS#1 v1.5")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
     p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
@@ -370,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atr", help="present this ATR instead of the profile's (tests unknown-card handling)")
     p.add_argument("--label", default="FINEID", help="TokenInfo label (default FINEID)")
     p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
+    p.add_argument("--no-pkcs15", action="store_true",
+                   help="leave out the PKCS#15 directory files, as recordings of real cards do")
+    p.add_argument("--replay", type=Path, metavar="RECORDING.json",
+                   help="instead of the virtual card, replay a recording of a real card "
+                        "(e.g. tests/data/recordings/fineid-v4-2023.json)")
     p.set_defaults(func=cmd_virtual_card)
 
     p = sub.add_parser("trust", help="make browsers (and optionally the system) trust the local CA")

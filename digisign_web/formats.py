@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
@@ -165,11 +164,21 @@ async def sign_xml(signer: DigestSigner, request: SignRequest) -> SignOutput:
         data = base64.b64encode(request.content).decode("ascii")
     else:
         data = payload
-    chain = [c.public_bytes(Encoding.PEM).decode() for c in signer.chain]
     key = private_key_for(signer)
-    root = await asyncio.to_thread(xml_signer.sign, data, key=key, cert=chain)
+    root = await asyncio.to_thread(xml_signer.sign, data, key=key, key_info=key_info(signer))
     return SignOutput(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
                       java_algorithm_name(signer, request.hash_algorithm))
+
+
+def key_info(signer: DigestSigner) -> etree._Element:
+    """``ds:KeyInfo/ds:X509Data`` with the chain as the card stores it. signxml would parse the
+    certificates with cryptography first, which refuses real cards' non-strict encodings."""
+    ns = "http://www.w3.org/2000/09/xmldsig#"
+    element = etree.Element(f"{{{ns}}}KeyInfo", nsmap={"ds": ns})
+    data = etree.SubElement(element, f"{{{ns}}}X509Data")
+    for cert in signer.chain:
+        etree.SubElement(data, f"{{{ns}}}X509Certificate").text = base64.b64encode(cert.der).decode("ascii")
+    return element
 
 
 SignFunction = Callable[[DigestSigner, SignRequest], Awaitable[SignOutput]]

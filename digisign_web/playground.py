@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from card.token import NAME_OVERRIDES, ecdsa_raw_to_der, key_description, key_usage_names
+from card import CardCertificate, CardError, ecdsa_raw_to_der
 
 from .signer import HASHES
 from .verify import verify_bytes
@@ -44,15 +43,15 @@ def _same_origin(request: web.Request) -> None:
         raise web.HTTPForbidden(text="the playground helpers answer the playground page only")
 
 
-def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+def describe_certificate(cert: CardCertificate) -> dict[str, Any]:
     return {
-        "subject": cert.subject.rfc4514_string(NAME_OVERRIDES),
-        "issuer": cert.issuer.rfc4514_string(NAME_OVERRIDES),
+        "subject": cert.subject.rfc4514(),
+        "issuer": cert.issuer.rfc4514(),
         "serial": format(cert.serial_number, "X"),
-        "notBefore": cert.not_valid_before_utc.isoformat(),
-        "notAfter": cert.not_valid_after_utc.isoformat(),
-        "keyUsage": key_usage_names(cert),
-        "key": key_description(cert),
+        "notBefore": cert.not_before.isoformat(),
+        "notAfter": cert.not_after.isoformat(),
+        "keyUsage": cert.key_usage,
+        "key": cert.key_description,
     }
 
 
@@ -66,11 +65,11 @@ def _b64(value: Any, name: str) -> bytes:
 
 
 def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: str, plain: bool,
-               leaf: x509.Certificate) -> tuple[bool, str]:
+               leaf: CardCertificate) -> tuple[bool, str]:
     algorithm = HASHES[hash_name]()
 
     digest = content if content_type == "digest" else None
-    public = leaf.public_key()
+    public = leaf.public_key
     try:
         if isinstance(public, ec.EllipticCurvePublicKey):
             der = ecdsa_raw_to_der(signature) if plain else signature
@@ -107,8 +106,8 @@ async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(chain_b64, list) or not chain_b64:
         raise web.HTTPBadRequest(text="chain: a non-empty list expected")
     try:
-        chain = [x509.load_der_x509_certificate(_b64(c, "chain")) for c in chain_b64]
-    except ValueError:
+        chain = [CardCertificate.load(_b64(c, "chain"), "chain certificate") for c in chain_b64]
+    except CardError:
         raise web.HTTPBadRequest(text="chain: not DER certificates") from None
     signature = _b64(data.get("signature"), "signature")
     content = _b64(data.get("content", ""), "content")

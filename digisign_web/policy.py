@@ -1,7 +1,7 @@
 """Request policy for SCS ``/sign``: the selector, the authentication-key origin rule, origin lists and
 cancel-spam defence.
 
-Pure functions over :class:`cryptography.x509.Certificate` objects, with no HTTP and no card I/O, so the
+Pure functions over :class:`card.CardCertificate` objects, with no HTTP and no card I/O, so the
 rules can be tested exhaustively. The rules follow the decisions of the SCS reference
 (shared/reference/scs-interface.md §16):
 
@@ -30,10 +30,9 @@ from functools import lru_cache
 from typing import Generic, TypeVar
 
 from asn1crypto import core as asn1
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from card import CardCertificate, Name
 
 log = logging.getLogger(__name__)
 
@@ -346,21 +345,17 @@ def _parse_dn(text: str) -> tuple[_Rdn, ...]:
     return _DnReader(text).parse()
 
 
-def _name_rdns(name: x509.Name) -> tuple[_Rdn, ...]:
+def _name_rdns(name: Name) -> tuple[_Rdn, ...]:
     """The certificate's RDNs in X.500 order (as encoded: country first in DVV names)."""
     rdns = []
     for rdn in name.rdns:
-        pairs = []
-        for attribute in rdn:
-            value = attribute.value
-            # bytes values (x500UniqueIdentifier) never equal a selector string: mark them unmatchable.
-            text = _normalise(value) if isinstance(value, str) else "\0#" + value.hex()
-            pairs.append((attribute.oid.dotted_string, text))
+        # bytes values (x500UniqueIdentifier) never equal a selector string: mark them unmatchable.
+        pairs = [(oid, _normalise(value) if isinstance(value, str) else "\0#" + value.hex()) for oid, value in rdn]
         rdns.append(tuple(sorted(pairs)))
     return tuple(rdns)
 
 
-def dn_matches(selector_dn: str, name: x509.Name) -> bool:
+def dn_matches(selector_dn: str, name: Name) -> bool:
     """Whether ``selector_dn`` names ``name`` (D11).
 
     RFC 4514 writes the most specific RDN first, the reverse of the encoding; LDAP/X.500 tools write it
@@ -376,51 +371,24 @@ def dn_matches(selector_dn: str, name: x509.Name) -> bool:
 # Certificate properties
 
 
-def _extension(cert: x509.Certificate, kind: type) -> object | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:  # a malformed extension must not break selection among the other certificates
-        log.warning("certificate %s has unreadable extensions: %s", cert.serial_number, exc)
-        return None
-
-
-def aki_of(cert: x509.Certificate) -> bytes | None:
+def aki_of(cert: CardCertificate) -> bytes | None:
     """The leaf's AuthorityKeyIdentifier.keyIdentifier, or None when absent."""
-    aki = _extension(cert, x509.AuthorityKeyIdentifier)
-    return aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
+    return cert.authority_key_id
 
 
-def key_algorithm_of(cert: x509.Certificate) -> str:
-    """``"rsa"`` or ``"ec"``. Keys FINEID cards do not carry get their own name, which no selector matches."""
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unknown"
-    if isinstance(key, rsa.RSAPublicKey):
-        return "rsa"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ec"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(key, dsa.DSAPublicKey):
-        return "dsa"
-    return "unknown"
+def key_algorithm_of(cert: CardCertificate) -> str:
+    """``"rsa"`` or ``"ec"``: the only key types a card certificate is read with."""
+    return cert.key_algorithm.lower()
 
 
-def key_usages_of(cert: x509.Certificate) -> set[str]:
+def key_usages_of(cert: CardCertificate) -> set[str]:
     """The selector-relevant usages in KeyUsage. Without the extension the set is empty: a ``keyusages``
     selector is how a page picks PIN1 or PIN2, and a certificate that says neither cannot be placed."""
-    usage = _extension(cert, x509.KeyUsage)
-    if not isinstance(usage, x509.KeyUsage):
-        return set()
+    usage = cert.key_usage
     out = set()
-    if usage.digital_signature:
+    if "digital_signature" in usage:
         out.add("digitalsignature")
-    if usage.content_commitment:
+    if "non_repudiation" in usage:
         out.add("nonrepudiation")
     return out
 
@@ -440,7 +408,7 @@ class Selection(Generic[T]):
 
 def select(
     candidates: Sequence[T],
-    cert_of: Callable[[T], x509.Certificate],
+    cert_of: Callable[[T], CardCertificate],
     selector: Selector,
     strict_setting: bool,
 ) -> Selection[T]:
@@ -454,7 +422,7 @@ def select(
     if not pool:
         return Selection([], "there are no certificates to choose from", False)
 
-    filters: list[tuple[str, tuple, Callable[[x509.Certificate], bool]]] = [
+    filters: list[tuple[str, tuple, Callable[[CardCertificate], bool]]] = [
         ("issuers", selector.issuers, lambda c: any(dn_matches(dn, c.issuer) for dn in selector.issuers)),
         ("akis", tuple(a.hex() for a in selector.akis), lambda c: aki_of(c) in selector.akis),
         ("keyusages", selector.keyusages, lambda c: bool(key_usages_of(c) & set(selector.keyusages))),

@@ -21,8 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from card import (
     CardError,
     CardManager,
@@ -127,7 +125,7 @@ class CardState:
                 summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
                 for cert in token.certificates():
                     entry: dict[str, Any] = {"role": cert.role, "subject": cert.subject, "issuer": cert.issuer,
-                                             "notAfter": cert.x509.not_valid_after_utc.date().isoformat(),
+                                             "notAfter": cert.certificate.not_after.date().isoformat(),
                                              "keyUsage": cert.key_usage,
                                              "key": cert.key_description}
                     if cert.key is not None:
@@ -350,7 +348,7 @@ class SigningService:
             needs_pin = True
             if cert.role == "authentication" and not self.settings.pin_always and cert.pin is not None:
                 needs_pin = not token.pin_verified(cert.pin)  # PIN1 may be reused while the card holds it
-            not_after = cert.x509.not_valid_after_utc
+            not_after = cert.certificate.not_after
             choices.append(Choice(
                 label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
                 key=cert.key_description,
@@ -371,7 +369,7 @@ class SigningService:
             problems = "; ".join(f"{r}: {p}" for r, p in self.manager.problems().items())
             raise ScsFailure(404, "no card with a usable certificate is present"
                              + (f" ({problems})" if problems else ""))
-        selection = policy.select(candidates, lambda c: c.cert.x509, request.selector,
+        selection = policy.select(candidates, lambda c: c.cert.certificate, request.selector,
                                   self.settings.strict_scs_key_policy)
         if not selection.matches:
             raise ScsFailure(404, f"no certificate matches the request: {selection.reason}")
@@ -488,7 +486,7 @@ class SigningService:
             raise ScsFailure(exc.code, exc.text) from None
         except CardError as exc:
             raise ScsFailure(500, f"card error: {exc}") from None
-        chain = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chosen.token.chain(chosen.cert)]
+        chain = [base64.b64encode(c.der).decode() for c in chosen.token.chain(chosen.cert)]
         return {
             "version": self.version,
             "signatureAlgorithm": output.signature_algorithm,

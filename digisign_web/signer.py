@@ -17,15 +17,12 @@ import asyncio
 import hashlib
 from typing import Protocol
 
-from asn1crypto import x509 as asn1_x509
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from card import Certificate, Token, ecdsa_der_to_raw, ecdsa_raw_to_der
+from card import CardCertificate, Certificate, Token, ecdsa_der_to_raw, ecdsa_raw_to_der
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256,
@@ -43,10 +40,10 @@ def hash_name(name: str) -> str:
 
 
 class DigestSigner(Protocol):
-    """What every format needs: a chain (leaf first) and "sign this digest"."""
+    """What every format needs: a chain (leaf first, the card's exact bytes) and "sign this digest"."""
 
     @property
-    def chain(self) -> list[x509.Certificate]: ...
+    def chain(self) -> list[CardCertificate]: ...
 
     def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
         """RSA: PKCS#1 v1.5 signature over DigestInfo(digest). EC: raw r||s, 2 x field size."""
@@ -55,16 +52,11 @@ class DigestSigner(Protocol):
 
 def key_algorithm(signer: DigestSigner) -> str:
     """``RSA`` or ``EC``, from the leaf certificate."""
-    public = signer.chain[0].public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        return "RSA"
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return "EC"
-    raise ValueError(f"unsupported key type {type(public).__name__}")
+    return signer.chain[0].key_algorithm
 
 
 def key_size(signer: DigestSigner) -> int:
-    return signer.chain[0].public_key().key_size  # type: ignore[union-attr]
+    return signer.chain[0].key_size
 
 
 class CardSigner:
@@ -72,7 +64,7 @@ class CardSigner:
     and is not kept anywhere else; PIN2 keys need it for every signature."""
 
     def __init__(self, token: Token, certificate: Certificate, pin: str | None = None,
-                 chain: list[x509.Certificate] | None = None):
+                 chain: list[CardCertificate] | None = None):
         if certificate.key is None:
             raise ValueError(f"certificate {certificate.label!r} has no private key on the card")
         self.token = token
@@ -81,7 +73,7 @@ class CardSigner:
         self._chain = chain or token.chain(certificate)
 
     @property
-    def chain(self) -> list[x509.Certificate]:
+    def chain(self) -> list[CardCertificate]:
         return self._chain
 
     def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
@@ -93,12 +85,12 @@ class SoftwareSigner:
     """A software key with the card signer's interface (tests, and tools without a card)."""
 
     def __init__(self, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
-                 chain: list[x509.Certificate]):
+                 chain: list[CardCertificate]):
         self.private_key = private_key
         self._chain = chain
 
     @property
-    def chain(self) -> list[x509.Certificate]:
+    def chain(self) -> list[CardCertificate]:
         return self._chain
 
     def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
@@ -124,7 +116,7 @@ class CmsSigner(PyHankoSigner):
     """pyHanko ``Signer`` over a :class:`DigestSigner`: only the digest of the signed attributes leaves."""
 
     def __init__(self, signer: DigestSigner, embed_roots: bool = True):
-        certs = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in signer.chain]
+        certs = [c.asn1 for c in signer.chain]  # parsed leniently, dumped as the card's exact bytes
         super().__init__(signing_cert=certs[0], cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
                          embed_roots=embed_roots)
         self.digest_signer = signer
@@ -185,7 +177,7 @@ class _RsaKey(_Unsupported, rsa.RSAPrivateKey):
         return key_size(self._signer)
 
     def public_key(self) -> rsa.RSAPublicKey:
-        return self._signer.chain[0].public_key()  # type: ignore[return-value]
+        return self._signer.chain[0].public_key  # type: ignore[return-value]
 
     def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
         self._refuse("decryption")
@@ -211,7 +203,7 @@ class _EcKey(_Unsupported, ec.EllipticCurvePrivateKey):
         return key_size(self._signer)
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._signer.chain[0].public_key()  # type: ignore[return-value]
+        return self._signer.chain[0].public_key  # type: ignore[return-value]
 
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         self._refuse("key agreement")

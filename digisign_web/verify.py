@@ -1,7 +1,8 @@
 """Verification of what the formats produce: CMS (attached or detached), PDF (PAdES) and XMLDSig.
 
 Used by ``digisign-web verify`` and by the playground's check. The checks are pyHanko's and signxml's,
-libraries we did not write; this module only finds the format and reports: format, signer, whether the
+libraries we did not write (for XML the chain is walked here, see :func:`verify_xml`); this module
+only finds the format and reports: format, signer, whether the
 signature is intact, whether the chain reaches a trusted root, and the hash algorithm.
 """
 
@@ -9,26 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import io
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.verification import ExtensionPolicy
 from lxml import etree
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, async_validate_detached_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import ValidationContext
-from signxml import XMLVerifier
-from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidSignature, SignXMLException
+from signxml import SignatureConfiguration, XMLSigner, XMLVerifier
+from signxml.exceptions import InvalidDigest, InvalidSignature, SignXMLException
 
-from card.token import NAME_OVERRIDES
+from card import CardCertificate, CardError, build_chain
 
 # FINEID signature certificates are nonRepudiation-only, authentication certificates digitalSignature:
 # accept either, as a relying party for both keys must.
@@ -57,18 +54,17 @@ class Report:
         return "\n".join(lines)
 
 
-def _context(trust: list[x509.Certificate]) -> ValidationContext:
-    roots = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in trust]
-    return ValidationContext(trust_roots=roots, allow_fetching=False)
+def _context(trust: list[CardCertificate]) -> ValidationContext:
+    return ValidationContext(trust_roots=[c.asn1 for c in trust], allow_fetching=False)
 
 
-def _name(cert: asn1_x509.Certificate | x509.Certificate) -> str:
+def _name(cert: asn1_x509.Certificate | CardCertificate) -> str:
     if isinstance(cert, asn1_x509.Certificate):
-        cert = x509.load_der_x509_certificate(cert.dump())
-    return cert.subject.rfc4514_string(NAME_OVERRIDES)
+        cert = CardCertificate.load(cert.dump(), "signer certificate")
+    return cert.subject.rfc4514()
 
 
-def _from_status(fmt: str, status: object, trust: list[x509.Certificate]) -> Report:
+def _from_status(fmt: str, status: object, trust: list[CardCertificate]) -> Report:
     report = Report(fmt, bool(status.intact and status.valid), bool(status.trusted) if trust else None,  # type: ignore[attr-defined]
                     _name(status.signing_cert), status.md_algorithm.upper())  # type: ignore[attr-defined]
     if not report.intact:
@@ -78,7 +74,7 @@ def _from_status(fmt: str, status: object, trust: list[x509.Certificate]) -> Rep
     return report
 
 
-async def verify_cms(data: bytes, detached: bytes | None, trust: list[x509.Certificate]) -> Report:
+async def verify_cms(data: bytes, detached: bytes | None, trust: list[CardCertificate]) -> Report:
     info = cms.ContentInfo.load(data)
     signed = info["content"]
     attached = signed["encap_content_info"]["content"].native is not None
@@ -99,7 +95,7 @@ async def verify_cms(data: bytes, detached: bytes | None, trust: list[x509.Certi
     return report
 
 
-async def verify_pdf(data: bytes, trust: list[x509.Certificate]) -> list[Report]:
+async def verify_pdf(data: bytes, trust: list[CardCertificate]) -> list[Report]:
     reader = PdfFileReader(io.BytesIO(data))
     reports = []
     for embedded in reader.embedded_signatures:
@@ -116,46 +112,65 @@ async def verify_pdf(data: bytes, trust: list[x509.Certificate]) -> list[Report]
     return reports
 
 
-def verify_xml(data: bytes, trust: list[x509.Certificate]) -> Report:
-    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+def _chain_trusted(certs: list[CardCertificate], trust: list[CardCertificate]) -> tuple[bool, str]:
+    """Whether the certificates in the signature chain up to one of ``trust`` (signatures checked)."""
+    chain = build_chain(certs[0], certs[1:] + trust)
+    top = chain[-1]
+    if top in trust or any(top.signed_by(anchor) for anchor in trust):
+        now = dt.datetime.now(dt.UTC)
+        expired = [c for c in chain if not c.not_before <= now <= c.not_after]
+        if expired:
+            return False, f"chain: {expired[0].subject} is not valid now"
+        return True, ""
+    return False, f"chain: {top.subject} is not issued by a trusted root"
+
+
+def verify_xml(data: bytes, trust: list[CardCertificate]) -> Report:
+    """Check an XMLDSig signature with signxml, over the key of the certificate it carries.
+
+    signxml reads ``X509Certificate`` with cryptography, which refuses real cards' non-strict
+    certificates. So the certificate is read here, its key is handed to signxml as a ``KeyValue`` in a
+    copy of the document (KeyInfo is outside what the signature covers), and the chain is checked here.
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    root = etree.fromstring(data, parser)
     ns = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
-    certs = [x509.load_der_x509_certificate(base64.b64decode(t.text or ""))
-             for t in root.iterfind(".//ds:X509Certificate", ns)]
+    try:
+        certs = [CardCertificate.load(base64.b64decode(t.text or ""), "X509Certificate")
+                 for t in root.iterfind(".//ds:X509Certificate", ns)]
+    except (CardError, ValueError) as exc:
+        raise ValueError(f"the signature carries a certificate that does not parse: {exc}") from None
     method = root.find(".//ds:SignatureMethod", ns)
     algorithm = (method.get("Algorithm") or "").rsplit("#", 1)[-1] if method is not None else ""
     leaf = certs[0] if certs else None
     report = Report("XMLDSig, enveloping" if root.find("ds:Object", ns) is not None else "XMLDSig",
-                    intact=False, trusted=None, signer=_name(leaf) if leaf else "",
+                    intact=False, trusted=None, signer=leaf.subject.rfc4514() if leaf else "",
                     hash_algorithm=algorithm.split("-")[-1].upper())
-    verifier = XMLVerifier()
+    if leaf is None:
+        report.problems.append("the signature carries no X509Certificate")
+        return report
+    copy = etree.fromstring(data, parser)
+    key_info = copy.find(".//ds:Signature/ds:KeyInfo", ns)
+    if key_info is None:
+        report.problems.append("the signature has no KeyInfo")
+        return report
+    for child in list(key_info):
+        key_info.remove(child)
+    XMLSigner()._serialize_key_value(leaf.public_key, key_info)
     try:
-        if trust:
-            # signxml reads its anchors from a file (cryptography's verifier, not OpenSSL's).
-            with tempfile.TemporaryDirectory() as tmp:
-                anchors = Path(tmp) / "trust.pem"
-                anchors.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in trust))
-                verifier.verify(data, ca_pem_file=str(anchors), ee_policy=ExtensionPolicy.permit_all())
-            report.intact = report.trusted = True
-        elif leaf is not None:
-            verifier.verify(data, x509_cert=leaf.public_bytes(Encoding.PEM).decode())
-            report.intact = True
-    except InvalidCertificate as exc:
-        report.trusted = False
-        report.problems.append(f"chain: {exc}")
-        # The chain failed; is the signature itself intact?
-        if leaf is not None:
-            try:
-                XMLVerifier().verify(data, x509_cert=leaf.public_bytes(Encoding.PEM).decode())
-                report.intact = True
-            except SignXMLException as inner:
-                report.problems.append(str(inner))
+        XMLVerifier().verify(copy, expect_config=SignatureConfiguration(require_x509=False))
+        report.intact = True
     except (InvalidSignature, InvalidDigest, SignXMLException) as exc:
         report.problems.append(str(exc))
+    if trust:
+        report.trusted, problem = _chain_trusted(certs, trust)
+        if problem:
+            report.problems.append(problem)
     return report
 
 
 def verify_bytes(data: bytes, detached: bytes | None = None,
-                 trust: list[x509.Certificate] | None = None) -> list[Report]:
+                 trust: list[CardCertificate] | None = None) -> list[Report]:
     """Find the format of ``data`` and verify it; ValueError when it is none we know."""
     trust = trust or []
     head = data.lstrip()[:16]
