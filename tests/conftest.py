@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from card import InProcessTransport, Token, VirtualCard
+from card import CardCertificate, InProcessTransport, Token, VirtualCard
 
 ROOT = Path(__file__).resolve().parent.parent
 VPCD_PORTS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
@@ -176,17 +176,23 @@ def vpcd_card(pcscd: None, state_dir: Path) -> Iterator[Callable[..., VpcdCard]]
         card.stop()
 
 
+def answer_chain(answer: dict) -> list[CardCertificate]:
+    """The certificates of an SCS answer's ``chain`` (base64 DER, leaf first), read as the card stores
+    them: real-card encodings (and so the virtual card's) are not strict DER, which cryptography refuses."""
+    import base64
+
+    return [CardCertificate.load(base64.b64decode(c), f"answer chain[{i}]")
+            for i, c in enumerate(answer["chain"])]
+
+
 def openssl_recovers(answer: dict, tmp_path: Path) -> bytes:
     """Verify an SCS answer's attached CMS with `openssl cms -verify` against the answer's own root, and
     return the content OpenSSL recovered (an independent verifier, not our code)."""
     import base64
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     (tmp_path / "answer.p7s").write_bytes(base64.b64decode(answer["signature"]))
-    root = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][-1]))
-    (tmp_path / "answer-root.pem").write_bytes(root.public_bytes(Encoding.PEM))
+    root = answer_chain(answer)[-1]
+    (tmp_path / "answer-root.pem").write_text(root.pem)
     result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
                              str(tmp_path / "answer.p7s"), "-CAfile", str(tmp_path / "answer-root.pem"),
                              "-purpose", "any", "-out", str(tmp_path / "answer.out")],

@@ -15,18 +15,17 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from card import CardManager, VirtualCard
+from card import CardCertificate, CardManager, VirtualCard
 from digisign_web.dialog import DialogAnswer, DialogRequest
 from digisign_web.scs import CardState, ScsFailure, SigningService, parse_json, parse_request
 from digisign_web.server import create_app
 from digisign_web.settings import Settings
-from tests.conftest import openssl_recovers
+from tests.conftest import answer_chain, openssl_recovers
 
 ORIGIN = "https://eservice.example"
 HOST: dict[str, str] = {}  # set per test server: Host must name the port we were reached on
@@ -104,15 +103,15 @@ def make_server(aiohttp_client, state_dir: Path):
     return start
 
 
-def leaf_of(answer: dict[str, Any]) -> x509.Certificate:
-    return x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
+def leaf_of(answer: dict[str, Any]) -> CardCertificate:
+    return answer_chain(answer)[0]
 
 
 def verify_raw(answer: dict[str, Any], content: bytes) -> None:
     """Independent check with cryptography: the raw signature over content under chain[0]."""
     name = answer["signatureAlgorithm"].split("with")[0]
     algorithm = getattr(hashes, name)()
-    public = leaf_of(answer).public_key()
+    public = leaf_of(answer).public_key
     signature = base64.b64decode(answer["signature"])
     if isinstance(public, ec.EllipticCurvePublicKey):
         public.verify(signature, content, ec.ECDSA(algorithm))
@@ -133,10 +132,11 @@ async def test_sign_default_request_like_mpollux(make_server) -> None:
     assert answer["status"] == "ok" and answer["reasonCode"] == 200 and answer["reasonText"] == "Signature generated"
     assert answer["signatureType"] == "signature" and answer["signatureAlgorithm"] == "SHA256withECDSA"
     assert len(answer["chain"]) == 3
-    chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in answer["chain"]]
-    chain[0].verify_directly_issued_by(chain[1])
-    chain[1].verify_directly_issued_by(chain[2])
+    chain = answer_chain(answer)
+    assert chain[0].signed_by(chain[1])
+    assert chain[1].signed_by(chain[2])
     assert chain[2].subject == chain[2].issuer  # leaf first, root last
+    assert chain[0] == server.card.identity.sign.cert  # the card's exact bytes
     verify_raw(answer, content)
     (shown,) = server.dialog.requests
     assert shown.origin == ORIGIN and shown.content_size == len(content)
@@ -319,8 +319,9 @@ async def test_selector_matches(make_server, selector: dict, role: str) -> None:
 async def test_selector_by_aki_and_no_match(make_server) -> None:
     server = await make_server()
     token = server.manager.token(server.manager.virtual_reader)
-    sign_cert = next(c for c in token.certificates() if c.role == "signature").x509
-    aki = sign_cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    sign_cert = next(c for c in token.certificates() if c.role == "signature").certificate
+    aki = sign_cert.authority_key_id
+    assert aki is not None and aki == server.card.identity.ca.subject_key_id
     for encoded in (aki.hex().upper(), base64.b64encode(aki).decode()):
         answer = await server.sign({"content": b64(b"x"), "selector": {"akis": [encoded],
                                                                       "keyusages": ["nonrepudiation"]}})
