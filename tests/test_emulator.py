@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from card import VirtualCard
 from card.pkcs15 import PKCS15_AID
@@ -41,8 +40,9 @@ def test_select_by_path_t0_and_fcp(v4: VirtualCard) -> None:
     assert data == b"" and sw >> 8 == 0x61
     fcp, sw = apdu(v4, f"00C00000{sw & 0xFF:02X}")
     assert sw == 0x9000 and fcp[0] == 0x62
-    size = len(v4.identity.auth.cert.public_bytes(Encoding.DER))
-    assert bytes.fromhex("8002") + size.to_bytes(2, "big") in fcp  # FCP size = DER length
+    size = len(v4.identity.auth.cert.der)
+    # As real FINEID cards answer: the size (= DER length) in tag 81 and nothing else.
+    assert fcp == bytes.fromhex("62048102") + size.to_bytes(2, "big")
     # The same file through the path from the MF, and through the application DF by FID.
     assert apdu(v4, "00A4080C0450154331")[1] == 0x9000
     assert apdu(v4, "00A4000C023F00")[1] == 0x9000
@@ -57,9 +57,17 @@ def test_read_binary_le_and_eof(v4: VirtualCard) -> None:
     first, sw = apdu(v4, "00B0000004")
     assert sw == 0x9000 and len(first) == 4 and first[0] == 0x30
     whole, sw = apdu(v4, "00B0000000")  # Le=00 means 256: the short file ends first
-    assert sw == 0x6282 and whole.startswith(first)
+    # As real cards do: 9000 even when the answer is short of Le (no 6282 at a short read).
+    assert sw == 0x9000 and whole.startswith(first)
+    assert len(whole) == len(v4.app.children[bytes.fromhex("5032")].data) < 0xB5
     assert apdu(v4, f"00B0{len(whole):04X}10") == (b"", 0x6282)  # at EOF: no data, 6282
     assert apdu(v4, f"00B0{len(whole) + 1:04X}10")[1] == 0x6B00
+    # A longer file (a certificate) comes in blocks of at most 0xB5 bytes, whatever Le asks for.
+    apdu(v4, "00A4080C024331")
+    size = len(v4.identity.auth.cert.der)
+    block, sw = apdu(v4, "00B0000000")
+    assert sw == 0x9000 and len(block) == 0xB5 and size > 0xB5
+    assert block == v4.identity.auth.cert.der[:0xB5]
 
 
 def test_get_response_wrong_le(v4: VirtualCard) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from card import match_profile, matches_wildcards
+from card.emulator import LAYOUTS
 from card.profiles import PROFILES
 from card.readers import filter_readers
 
@@ -47,7 +48,8 @@ def test_filter_readers_keeps_order() -> None:
         ("3B8580014D79454944 78", "myeid"),
         ("3BF518000081 31FE454D7945494410", "myeid"),  # historical bytes end in "MyEID"
         ("3BD2180081 31FE58C90217", "cardos-5.3"),
-        ("3BDD96008031FE450031B8640429ECC173940180 8248", "ias-ecc"),
+        ("3BDD96008031FE450031B8640429ECC173940180 8248", "fineid-org"),  # IDEMIA ID.me
+        ("3BDD96008031FE450031B8640429ECC173940180 8349", "fineid-org"),  # IDEMIA Cosmo X
     ],
 )
 def test_profiles_by_atr(atr: str, name: str) -> None:
@@ -61,6 +63,8 @@ def test_finnish_passport_is_not_fineid() -> None:
 
 
 def test_every_profile_says_how_it_is_tested() -> None:
+    emulated = {layout.profile.name for layout in LAYOUTS.values()}
+    assert emulated == {"fineid-v4", "fineid-v3", "fineid-org"}
     for profile in PROFILES:
         assert profile.tested
-        assert profile.emulated == profile.name.startswith("fineid")
+        assert (profile.name in emulated) == profile.name.startswith("fineid")
