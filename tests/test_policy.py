@@ -8,13 +8,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from card import CardCertificate, Name
 from digisign_web.policy import (
     CancelGuard,
     Selection,
@@ -43,24 +46,30 @@ def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
     return x509.Name([x509.NameAttribute(oid, value) for oid, value in pairs])
 
 
-CA_NAME = _name(
+def _card_name(name: x509.Name) -> Name:
+    """The policy reads names as the card layer does: a :class:`card.Name` parsed from the DER."""
+    return Name.from_asn1(asn1_x509.Name.load(name.public_bytes()))
+
+
+CA_X509_NAME = _name(
     (NameOID.COUNTRY_NAME, "FI"),
     (NameOID.ORGANIZATION_NAME, "Digi- ja vaestotietovirasto CA"),
     (NameOID.ORGANIZATIONAL_UNIT_NAME, "Valtion kansalaisvarmenteet"),
     (NameOID.COMMON_NAME, "DVV Citizen Certificates - G4R"),
 )
-OTHER_CA_NAME = _name(
+OTHER_CA_X509_NAME = _name(
     (NameOID.COUNTRY_NAME, "FI"),
     (NameOID.ORGANIZATION_NAME, "Digi- ja vaestotietovirasto CA"),
     (NameOID.COMMON_NAME, "DVV Organisation Certificates - G3R"),
 )
-LEAF_NAME = _name(
+LEAF_X509_NAME = _name(
     (NameOID.COUNTRY_NAME, "FI"),
     (NameOID.SERIAL_NUMBER, "99901001P"),
     (NameOID.GIVEN_NAME, "TIINA"),
     (NameOID.SURNAME, "SPECIMEN-TESTINEN"),
     (NameOID.COMMON_NAME, "SPECIMEN-TESTINEN TIINA 99901001P"),
 )
+CA_NAME, OTHER_CA_NAME, LEAF_NAME = map(_card_name, (CA_X509_NAME, OTHER_CA_X509_NAME, LEAF_X509_NAME))
 
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -75,7 +84,7 @@ def _usage(digital_signature: bool = False, non_repudiation: bool = False, key_a
 
 
 def _issue(public_key, subject: x509.Name, issuer: x509.Name, usage: x509.KeyUsage | None,
-           kid: bytes | None) -> x509.Certificate:
+           kid: bytes | None) -> CardCertificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -87,21 +96,22 @@ def _issue(public_key, subject: x509.Name, issuer: x509.Name, usage: x509.KeyUsa
         builder = builder.add_extension(usage, critical=True)
     if kid is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier(kid, None, None), critical=False)
-    return builder.sign(CA_KEY, hashes.SHA256())
+    return CardCertificate.load(builder.sign(CA_KEY, hashes.SHA256()).public_bytes(Encoding.DER))
 
 
-CA_CERT = _issue(CA_KEY.public_key(), CA_NAME, CA_NAME, _usage(key_cert_sign=True), None)
+CA_CERT = _issue(CA_KEY.public_key(), CA_X509_NAME, CA_X509_NAME, _usage(key_cert_sign=True), None)
 # The signature certificate: RSA-2048, nonRepudiation only (PIN2).
-RSA_SIGN = _issue(rsa.generate_private_key(65537, 2048).public_key(), LEAF_NAME, CA_NAME,
+RSA_SIGN = _issue(rsa.generate_private_key(65537, 2048).public_key(), LEAF_X509_NAME, CA_X509_NAME,
                   _usage(non_repudiation=True), CA_KID)
 # The authentication certificate: EC P-256, digitalSignature (+ keyAgreement, as on EC FINEID cards) (PIN1).
-EC_AUTH = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_NAME, CA_NAME,
+EC_AUTH = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_X509_NAME, CA_X509_NAME,
                  _usage(digital_signature=True, key_agreement=True), CA_KID)
 # An organisation-card signature certificate from another CA, EC as well.
-EC_ORG_SIGN = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_NAME, OTHER_CA_NAME,
+EC_ORG_SIGN = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_X509_NAME, OTHER_CA_X509_NAME,
                      _usage(non_repudiation=True), OTHER_KID)
 # No KeyUsage and no AKI at all.
-BARE = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_NAME, OTHER_CA_NAME, None, None)
+BARE = _issue(ec.generate_private_key(ec.SECP256R1()).public_key(), LEAF_X509_NAME, OTHER_CA_X509_NAME, None,
+              None)
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class Cand:
     """A stand-in for the server's candidate objects: select() is generic over them."""
 
     label: str
-    cert: x509.Certificate
+    cert: CardCertificate
 
 
 CARD = [Cand("auth", EC_AUTH), Cand("sign", RSA_SIGN)]
@@ -190,13 +200,13 @@ def test_sn_is_the_surname_not_the_serial_number() -> None:
 
 
 def test_multivalued_rdn_compares_as_a_set() -> None:
-    name = x509.Name([
+    name = _card_name(x509.Name([
         x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "FI")]),
         x509.RelativeDistinguishedName([
             x509.NameAttribute(NameOID.COMMON_NAME, "Tiina"),
             x509.NameAttribute(NameOID.SERIAL_NUMBER, "99901001P"),
         ]),
-    ])
+    ]))
     assert dn_matches("CN=Tiina+serialNumber=99901001P, C=FI", name)
     assert dn_matches("serialNumber=99901001P + cn=TIINA, C=FI", name)
     assert dn_matches("C=FI, serialNumber=99901001P+CN=Tiina", name)
@@ -205,8 +215,8 @@ def test_multivalued_rdn_compares_as_a_set() -> None:
 
 
 def test_escaped_values() -> None:
-    name = _name((NameOID.COUNTRY_NAME, "FI"), (NameOID.ORGANIZATION_NAME, "Väestö, Oy"),
-                 (NameOID.COMMON_NAME, "a+b=c"))
+    name = _card_name(_name((NameOID.COUNTRY_NAME, "FI"), (NameOID.ORGANIZATION_NAME, "Väestö, Oy"),
+                            (NameOID.COMMON_NAME, "a+b=c")))
     assert dn_matches(r"CN=a\+b=c, O=Väestö\, Oy, C=FI", name)
     assert dn_matches(r"CN=a\2Bb=c, O=V\C3\A4est\C3\B6\2C Oy, C=FI", name)  # hex escapes are UTF-8
     assert dn_matches('CN="a+b=c", O="VÄESTÖ, OY", C=FI', name)
