@@ -21,11 +21,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import ROOT, cli_env, openssl_recovers
+from tests.conftest import ROOT, answer_chain, cli_env, openssl_recovers
 
 ORIGIN = "https://eservice.example"
 
@@ -104,8 +103,7 @@ def virtual_server(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def check_ecdsa(answer: dict, content: bytes) -> None:
-    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
-    public = leaf.public_key()
+    public = answer_chain(answer)[0].public_key
     assert isinstance(public, ec.EllipticCurvePublicKey)
     algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
     public.verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
