@@ -15,12 +15,11 @@ import re
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import WebServer, screenshot, start_web_server
-from tests.conftest import ROOT
+from tests.conftest import ROOT, answer_chain
 from tests.integration.test_scs_process import stop
 from tests.test_formats import blank_pdf, nss_db, pdfsig
 
@@ -99,9 +98,9 @@ def wait_verified(page) -> None:
 
 
 def check_raw_ecdsa(answer: dict, content: bytes) -> None:
-    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
+    leaf = answer_chain(answer)[0]
     algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
-    leaf.public_key().verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
+    leaf.public_key.verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
 
 
 def test_status_panel_shows_the_virtual_card(page, web_server: WebServer) -> None:

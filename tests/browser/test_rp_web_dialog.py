@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import WebServer, screenshot
 from tests.browser.test_scs_js import open_page, site  # noqa: F401 - fixtures
+from tests.conftest import answer_chain
 
 
 def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: WebServer) -> None:  # noqa: F811
@@ -30,9 +30,9 @@ def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: 
     outcome = rp.page.evaluate("() => window.pending")
     assert outcome["ok"], outcome
     answer = outcome["value"]
-    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
+    leaf = answer_chain(answer)[0]
     algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
-    leaf.public_key().verify(base64.b64decode(answer["signature"]), b"Hakemus 2026", ec.ECDSA(algorithm))
+    leaf.public_key.verify(base64.b64decode(answer["signature"]), b"Hakemus 2026", ec.ECDSA(algorithm))
     screenshot(rp.page, "relying-party-signed")
 
 

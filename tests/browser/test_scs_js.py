@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import free_port, screenshot
-from tests.conftest import ROOT
+from tests.conftest import ROOT, answer_chain
 from tests.integration.test_scs_process import RunningServer, check_ecdsa, start_server, stop
 
 SCS_PORT = 53952
@@ -212,7 +211,7 @@ def failure(outcome: dict) -> dict:
 
 
 def leaf_curve(answer: dict) -> str:
-    key = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0])).public_key()
+    key = answer_chain(answer)[0].public_key
     assert isinstance(key, ec.EllipticCurvePublicKey)
     return key.curve.name
 

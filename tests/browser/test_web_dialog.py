@@ -12,11 +12,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import WebServer, screenshot
+from tests.conftest import answer_chain
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4)
 
@@ -31,9 +31,9 @@ def b64(text: str) -> str:
 
 
 def verify(answer: dict, content: bytes) -> None:
-    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["chain"][0]))
+    leaf = answer_chain(answer)[0]
     algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
-    leaf.public_key().verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
+    leaf.public_key.verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
 
 
 @pytest.fixture

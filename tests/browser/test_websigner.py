@@ -15,12 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from card import CardCertificate
 from tests.browser.conftest import WebServer, free_port, screenshot
+from tests.conftest import answer_chain
 
 
 @dataclass
@@ -118,8 +118,8 @@ def answer_dialog(page, pin: str = "123456") -> None:
     page.click("#sign")
 
 
-def chain_of(fields: dict[str, list[str]]) -> list[x509.Certificate]:
-    return [x509.load_der_x509_certificate(base64.b64decode(c)) for c in fields["chain"]]
+def chain_of(fields: dict[str, list[str]]) -> list[CardCertificate]:
+    return answer_chain(fields)
 
 
 def form_fields(rp: RelyingParty, content: bytes, signature_type: str, **extra: str) -> None:
@@ -142,7 +142,7 @@ def test_signature_through_a_plain_form(rp_page, relying_party: RelyingParty) ->
     assert fields["status"] == ["ok"] and fields["reasonCode"] == ["200"] and fields["state"] == ["order-42"]
     leaf = chain_of(fields)[0]
     algorithm = getattr(hashes, fields["signatureAlgorithm"][0].split("with")[0])()
-    leaf.public_key().verify(base64.b64decode(fields["signature"][0]), content, ec.ECDSA(algorithm))
+    leaf.public_key.verify(base64.b64decode(fields["signature"][0]), content, ec.ECDSA(algorithm))
 
 
 def test_cms_from_a_file_upload(rp_page, relying_party: RelyingParty, tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_cms_from_a_file_upload(rp_page, relying_party: RelyingParty, tmp_path: 
     (fields,) = relying_party.received
     assert fields["status"] == ["ok"], fields
     (tmp_path / "s.p7s").write_bytes(base64.b64decode(fields["signature"][0]))
-    (tmp_path / "root.pem").write_bytes(chain_of(fields)[-1].public_bytes(Encoding.PEM))
+    (tmp_path / "root.pem").write_text(chain_of(fields)[-1].pem)
     result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "s.p7s"),
                              "-CAfile", str(tmp_path / "root.pem"), "-purpose", "any", "-out", str(tmp_path / "out")],
                             capture_output=True, text=True)
@@ -176,7 +176,7 @@ def test_xml_verified_by_xmlsec(rp_page, relying_party: RelyingParty, tmp_path: 
     (fields,) = relying_party.received
     assert fields["status"] == ["ok"], fields
     (tmp_path / "signed.xml").write_bytes(base64.b64decode(fields["signature"][0]))
-    (tmp_path / "root.pem").write_bytes(chain_of(fields)[-1].public_bytes(Encoding.PEM))
+    (tmp_path / "root.pem").write_text(chain_of(fields)[-1].pem)
     result = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(tmp_path / "root.pem"),
                              str(tmp_path / "signed.xml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
