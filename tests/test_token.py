@@ -49,7 +49,15 @@ def by_role(token: Token, role: str):
     return next(c for c in token.certificates() if c.role == role)
 
 
+ATRS = {
+    "fineid-v4": "3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00",  # Thales MultiApp v5.0
+    # The 2020 recording's card: the v3.0 key layout behind the MultiApp v4.2 ATR.
+    "fineid-v3": "3B 7F 96 00 00 80 31 B8 65 B0 85 04 02 1B 12 00 F6 82 90 00",
+}
+
+
 def test_reads_profile_certificates_and_pins(token: Token, profile: str) -> None:
+    assert token.atr == bytes.fromhex(ATRS[profile].replace(" ", ""))
     assert token.profile.name == profile
     assert token.serial and token.label == "FINEID"
     roles = [c.role for c in token.certificates()]
