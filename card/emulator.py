@@ -318,7 +318,7 @@ class VirtualCard(CardSide):
     # -- APDU processing ---------------------------------------------------------------------
     def _handle(self, c: Command) -> bytes | None:
         if c.cla not in (0x00,):
-            return b"\x6e\x00"
+            raise _Sw(0x6E00)
         handler: Callable[[Command], bytes | None] | None = {
             0xA4: self._select, 0xB0: self._read_binary, 0xCB: self._get_data, 0xCA: self._get_data,
             0x20: self._verify, 0x24: self._change, 0x2C: self._reset_retry, 0x22: self._mse,

@@ -16,17 +16,20 @@ from dataclasses import dataclass, field
 
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, async_validate_detached_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import ValidationContext
-from signxml import SignatureConfiguration, XMLSigner, XMLVerifier
+from signxml import SignatureConfiguration, XMLVerifier
 from signxml.exceptions import InvalidDigest, InvalidSignature, SignXMLException
 
 from card import CardCertificate, CardError, build_chain
 
+DSIG11 = "http://www.w3.org/2009/xmldsig11#"
 # FINEID signature certificates are nonRepudiation-only, authentication certificates digitalSignature:
 # accept either, as a relying party for both keys must.
 KEY_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False)
@@ -150,18 +153,20 @@ def verify_xml(data: bytes, trust: list[CardCertificate]) -> Report:
         report.problems.append("the signature carries no X509Certificate")
         return report
     copy = etree.fromstring(data, parser)
-    key_info = copy.find(".//ds:Signature/ds:KeyInfo", ns)
+    signature = copy if copy.tag == f"{{{ns['ds']}}}Signature" else copy.find(".//ds:Signature", ns)
+    key_info = signature.find("ds:KeyInfo", ns) if signature is not None else None
     if key_info is None:
         report.problems.append("the signature has no KeyInfo")
         return report
     for child in list(key_info):
         key_info.remove(child)
-    XMLSigner()._serialize_key_value(leaf.public_key, key_info)
+    spki = leaf.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    etree.SubElement(key_info, f"{{{DSIG11}}}DEREncodedKeyValue").text = base64.b64encode(spki).decode("ascii")
     try:
         XMLVerifier().verify(copy, expect_config=SignatureConfiguration(require_x509=False))
         report.intact = True
-    except (InvalidSignature, InvalidDigest, SignXMLException) as exc:
-        report.problems.append(str(exc))
+    except (InvalidSignature, InvalidDigest, SignXMLException, CryptoInvalidSignature) as exc:
+        report.problems.append(str(exc) or "the signature value does not verify")
     if trust:
         report.trusted, problem = _chain_trusted(certs, trust)
         if problem:

@@ -74,8 +74,12 @@ class Case:
         return "EC" if isinstance(self.chain[0].public_key, ec.EllipticCurvePublicKey) else "RSA"
 
 
-# P-384 (v4 signature key), P-256 (v3 signature key) and RSA-2048 (v3 authentication key).
-CASES = [("fineid-v4", "signature"), ("fineid-v3", "signature"), ("fineid-v3", "authentication")]
+# Every virtual profile's keys: P-384 (v4), P-256 (v3 signature key), RSA-2048 (v3 authentication key),
+# RSA-3072 (v3.1 both keys), the organisation card's RSA keys (QES key local to DF.ESIGN, inline digest)
+# and the dual-algorithm card's RSA QES key (its P-256 key is the v3 signature key's twin).
+CASES = [("fineid-v4", "signature"), ("fineid-v3", "signature"), ("fineid-v3", "authentication"),
+         ("fineid-v3.1", "signature"), ("fineid-v3.1", "authentication"), ("fineid-org", "signature"),
+         ("fineid-org", "authentication"), ("fineid-v3-dual", "signature")]
 
 
 @pytest.fixture(params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")
