@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils  # noqa: E402
 
-from card import InProcessTransport, PcscTransport, Token, VirtualCard  # noqa: E402
+from card import VIRTUAL_PROFILES, InProcessTransport, PcscTransport, Token, VirtualCard  # noqa: E402
 
 
-def _floor(card: VirtualCard, role: str, digest: bytes, rounds: int) -> float:
-    key = card.identity.sign.key if role == "signature" else card.identity.auth.key
+def _floor(card: VirtualCard, cert_der: bytes, digest: bytes, rounds: int) -> float:
+    leaves = (card.identity.auth, *card.identity.signs)
+    key = next(leaf.key for leaf in leaves if leaf.cert.der == cert_der)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -62,8 +63,9 @@ def measure(profile: str, state: Path, pcsc: bool, rounds: int) -> None:
         cold = transport.stats.snapshot()
         digest = hashlib.sha256(b"benchmark").digest()
         results = {}
-        for role, pin in (("signature", "123456"), ("authentication", "1234")):
-            cert = next(c for c in token.certificates() if c.role == role)
+        for cert in (c for c in token.certificates() if c.key is not None):
+            pin = "1234" if cert.role == "authentication" else "123456"
+            label = f"{cert.role} {cert.key_description}"
             times = []
             for _ in range(rounds):
                 transport.stats.reset()
@@ -71,8 +73,8 @@ def measure(profile: str, state: Path, pcsc: bool, rounds: int) -> None:
                 token.sign_digest(cert, "SHA256", digest, pin=pin)
                 times.append(time.perf_counter() - t0)
             warm = transport.stats.snapshot()
-            floor = _floor(card, role, digest, rounds)
-            results[role] = (warm, statistics.median(times), floor)
+            floor = _floor(card, cert.der, digest, rounds)
+            results[label] = (warm, statistics.median(times), floor)
     finally:
         transport.close()
         if process is not None:
@@ -81,8 +83,8 @@ def measure(profile: str, state: Path, pcsc: bool, rounds: int) -> None:
     where = "pcscd+vpcd" if pcsc else "in-process"
     print(f"{profile} ({where}): cold listing {cold['apdus']} APDUs, {cold['bytes_sent']} B sent, "
           f"{cold['bytes_received']} B received, {cold_time * 1000:.1f} ms")
-    for role, (warm, median, floor) in results.items():
-        print(f"  warm {role}-key signature with PIN: {warm['apdus']} APDUs {sorted(warm['by_command'].items())}; "
+    for label, (warm, median, floor) in results.items():
+        print(f"  warm {label} signature with PIN: {warm['apdus']} APDUs {sorted(warm['by_command'].items())}; "
               f"median {median * 1000:.2f} ms = {median / floor:.1f}x the software-signature floor "
               f"({floor * 1000:.3f} ms)")
 
@@ -91,9 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pcsc", action="store_true", help="go through pcscd and vpcd (slot 0)")
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("profiles", nargs="*", choices=[*VIRTUAL_PROFILES, []], metavar="PROFILE",
+                        help=f"virtual card profiles to measure (default: all of {', '.join(VIRTUAL_PROFILES)})")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as state:
-        for profile in ("fineid-v4", "fineid-v3"):
+        for profile in args.profiles or VIRTUAL_PROFILES:
             measure(profile, Path(state), args.pcsc, args.rounds)
 
 

@@ -129,10 +129,13 @@ class CardSide:
             self._pending = data
             return bytes((0x61, len(data) if len(data) < 256 else 0))
         le = c.le or 256
+        if le < len(data) and le == 256:
+            # More than one short answer holds (an RSA-3072 signature): the first 256 bytes now, the
+            # rest behind 61xx, as the MultiApp 4.2 trace in ReFineID shows (256 bytes + 6180, then 80).
+            self._pending = data[256:]
+            rest = len(self._pending)
+            return data[:256] + bytes((0x61, rest if rest < 256 else 0))
         if le != len(data):
-            if len(data) > 256:
-                self._pending = data
-                return b"\x61\x00"
             return bytes((0x6C, len(data) & 0xFF))
         return data + b"\x90\x00"
 

@@ -651,8 +651,9 @@ class Token:
         key_df = cert.key_df if cert else None
 
         def run() -> bytes:
-            self._ensure_app()
-            if key_df is not None:
+            if key_df is None:
+                self._ensure_app()
+            else:
                 # A key local to another DF (DF.ESIGN): that DF must be current from VERIFY to PSO:CDS.
                 self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, key_df, name="SELECT DF")).check("SELECT DF")
                 self._app_ready = False

@@ -157,3 +157,24 @@ def test_ec_only_card_fails_an_rsa_only_relying_party_with_strict_key_policy(sta
                                       "strictKeyPolicy": True})
     chosen = policy.select(token.certificates(), lambda c: c.certificate, selector, strict_setting=False)
     assert chosen.matches == [] and "keyalgorithms" in chosen.reason
+
+
+# Warm signature with its PIN, counted at the card: VERIFY, MSE, PSO:HASH, PSO:CDS on citizen cards;
+# RSA-3072's 384-byte answer needs one GET RESPONSE; the organisation card sends the digest inline (one
+# PSO, whose T=0 answer comes through GET RESPONSE) and selects DF.ESIGN for its QES key.
+WARM_BUDGET = {"fineid-v4": (4, 4), "fineid-v3": (4, 4), "fineid-v3.1": (5, 5), "fineid-v3-dual": (4, 4),
+               "fineid-org": (4, 5)}
+
+
+def test_warm_signature_apdu_budget(state_dir: Path, layout: str) -> None:
+    card, token = open_card(state_dir, layout)
+    keyed = [c for c in token.certificates() if c.key is not None]
+    auth_budget, sign_budget = WARM_BUDGET[layout]
+    digest = hashlib.sha256(b"warm").digest()
+    for cert in keyed:
+        pin = PIN1 if cert.role == "authentication" else PIN2
+        token.sign_digest(cert, "SHA256", digest, pin=pin)  # the first use may re-select the application
+        card.stats.reset()
+        token.sign_digest(cert, "SHA256", digest, pin=pin)
+        assert card.stats.apdus == (auth_budget if cert.role == "authentication" else sign_budget), \
+            (cert.role, dict(card.stats.by_command))
