@@ -4,6 +4,10 @@ Every request is shown with the requesting origin, the page's ``info`` text, wha
 size, digest) and the matching certificates with their PIN tries left. The user picks one, enters the PIN
 when the card needs it, or cancels. Nothing is signed without an answer, and the PIN goes straight to the
 card: no dialog keeps it.
+
+The origin and ``info`` come from the page: a :class:`DialogRequest` holds them only as :func:`text.inert`
+made them, so no face (terminal, log, web page) can be steered by control characters, bidi overrides or a
+wall of newlines, and the terminal repeats the origin in every prompt.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from .text import inert, inert_line
 
-INFO_LIMIT = 500  # characters of the page's info text shown; the rest is cut, never interpreted
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class DialogRequest:
+    """What the user is asked. ``origin`` and ``info`` are stored inert (see :mod:`text`): they are for showing."""
+
     origin: str | None
     info: str | None
     signature_type: str
@@ -59,6 +65,10 @@ class DialogRequest:
     # instead of a new browser tab opening), and the tab goes on to ``after`` when the dialog is done.
     present: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
     after: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", None if self.origin is None else inert_line(self.origin) or None)
+        object.__setattr__(self, "info", inert(self.info) or None)
 
     @property
     def origin_text(self) -> str:
@@ -74,8 +84,9 @@ class DialogRequest:
         what = "a digest" if self.content_type == "digest" else f"{self.content_size} bytes"
         lines = [f"Signature request from {self.origin_text}",
                  f"  Sign {what} as '{self.signature_type}' ({self.hash_algorithm} {self.digest_short})"]
-        if self.info:
-            lines.append(f"  The page says: {self.info[:INFO_LIMIT]}")
+        if self.info:  # each line marked as the page's own words, so none can pass for a line of ours
+            lines.append("  The page says:")
+            lines += [f"  | {line}" for line in self.info.split("\n")]
         if self.relaxed_algorithm:
             lines.append("  Note: the page preferred another key algorithm; the card has none, so these are offered")
         return "\n".join(lines)
@@ -113,7 +124,7 @@ class AutoDialog:
         self.allow_real_cards = allow_real_cards
 
     async def ask(self, request: DialogRequest) -> DialogAnswer:
-        log.info("auto dialog: %s", request.summary().replace("\n", " |"))
+        log.info("auto dialog: %s", request.summary().replace("\n", " "))
         if self.cancel:
             return DialogAnswer.cancel()
         for index, choice in enumerate(request.choices):
@@ -146,9 +157,11 @@ class TerminalDialog:
                 tries = "BLOCKED" if choice.blocked else (
                     f"{choice.tries_left} tries left" if choice.tries_left is not None else "")
                 warn = "  (expires soon)" if choice.expiring_soon else ""
-                _write(fd, f"  [{number}] {choice.subject}  [{choice.role}, {choice.key}] {choice.pin_label} "
-                           f"{tries}{warn}\n")
-            _write(fd, "Choose a certificate (number), or press Enter to cancel: ")
+                _write(fd, f"  [{number}] {inert_line(choice.subject)}  [{choice.role}, {choice.key}] "
+                           f"{inert_line(choice.pin_label)} {tries}{warn}\n")
+            # The origin again next to every question: however long the page's text, it is on screen.
+            origin = request.origin_text
+            _write(fd, f"Request from {origin}. Choose a certificate (number), or press Enter to cancel: ")
             line = _readline(fd).strip()
             if not line.isdigit() or not 1 <= int(line) <= len(request.choices):
                 _write(fd, "Cancelled.\n")
@@ -156,17 +169,17 @@ class TerminalDialog:
             index = int(line) - 1
             choice = request.choices[index]
             if not choice.needs_pin:
-                _write(fd, "Sign? [y/N] ")
+                _write(fd, f"Sign for {origin}? [y/N] ")
                 yes = _readline(fd).strip().lower() in ("y", "yes", "k", "kyllä", "j", "ja")
                 return DialogAnswer(index) if yes else DialogAnswer.cancel()
-            pin = _read_secret(fd, f"{choice.pin_label} (Enter to cancel): ")
+            pin = _read_secret(fd, f"{inert_line(choice.pin_label)} for {origin} (Enter to cancel): ")
             return DialogAnswer(index, pin) if pin else DialogAnswer.cancel()
         finally:
             os.close(fd)
 
 
 def _write(fd: int, text: str) -> None:
-    os.write(fd, text.encode())
+    os.write(fd, text.encode(errors="replace"))
 
 
 def _readline(fd: int, limit: int = 256) -> str:

@@ -306,6 +306,10 @@ class SigningService:
         self.dialog = dialog
         self.queue = OperationQueue(settings.queue_limit)
         self.guard = policy.CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
+        # Per reader: the token (card connection) and the origin for which we last used it. Whatever PIN the
+        # card holds was verified for that origin; any other origin logs the card out first (D27). A new
+        # token (the card was reinserted or reopened) has no owner, so nothing it holds is trusted.
+        self._pin_owner: dict[str, tuple[Token, str | None]] = {}
 
     @property
     def version(self) -> str:
@@ -338,16 +342,26 @@ class SigningService:
                     out.append(_Candidate(token, cert))
         return out
 
-    def _choices(self, candidates: list[_Candidate]) -> list[Choice]:
+    def _owns_session(self, token: Token, origin: str | None) -> bool:
+        """Whether the card's verified PINs (if any) were verified by us, on this connection, for ``origin``."""
+        owner = self._pin_owner.get(token.reader)
+        return owner is not None and owner[0] is token and owner[1] == origin
+
+    def _reuses_pin(self, token: Token, cert: Certificate, origin: str | None) -> bool:
+        """PIN1 is reused only for the origin it was verified for, while the card still holds it, and only
+        when neither scsRequestsPinAlways nor dropAuthentication is on. PIN2 is never reused."""
+        return (cert.role == "authentication" and cert.pin is not None and not self.settings.pin_always
+                and not self.settings.drop_authentication and self._owns_session(token, origin)
+                and token.pin_verified(cert.pin))
+
+    def _choices(self, candidates: list[_Candidate], origin: str | None) -> list[Choice]:
         choices = []
         now = dt.datetime.now(dt.UTC)
         warn = dt.timedelta(days=self.settings.cert_expiration_warning_days)
         for c in candidates:
             cert, token = c.cert, c.token
             status = token.pin_status(cert.pin) if cert.pin else None
-            needs_pin = True
-            if cert.role == "authentication" and not self.settings.pin_always and cert.pin is not None:
-                needs_pin = not token.pin_verified(cert.pin)  # PIN1 may be reused while the card holds it
+            needs_pin = not self._reuses_pin(token, cert, origin)
             not_after = cert.certificate.not_after
             choices.append(Choice(
                 label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
@@ -384,7 +398,7 @@ class SigningService:
             allowed.append(candidate)
         if not allowed:
             raise ScsFailure(403, f"the authentication key may not sign this content: {refusal}")
-        return allowed, self._choices(allowed), selection.relaxed_algorithm
+        return allowed, self._choices(allowed, origin), selection.relaxed_algorithm
 
     def _prepare_with_retry(self, request: ScsRequest, origin: str | None) -> tuple[list[_Candidate], list[Choice],
                                                                                   bool]:
@@ -445,7 +459,7 @@ class SigningService:
                 raise ScsFailure(401, "no PIN was entered")
             pin_label = chosen.cert.pin.label if chosen.cert.pin else ""
             try:
-                result = await self._do_sign(request, chosen, answer)
+                result = await self._do_sign(request, chosen, answer, origin)
             except WrongPin as exc:
                 self.state.note_pin(chosen.token.reader, pin_label, exc.tries_left, exc.tries_left == 0)
                 ask_again = getattr(self.dialog, "ask_again", None)
@@ -460,15 +474,31 @@ class SigningService:
                 self.state.note_pin(chosen.token.reader, pin_label, chosen.token.profile.max_tries, False)
             return result
 
-    async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer) -> dict[str, Any]:
-        pin_always = self.settings.pin_always
+    def _log_out(self, token: Token) -> None:
+        """dropAuthentication: the card forgets every verified PIN after the operation, whatever its outcome."""
+        self._pin_owner.pop(token.reader, None)  # a failed logout leaves no owner: the next use logs out first
+        try:
+            token.logout()
+        except CardError as exc:
+            log.info("could not log the card out after the operation (%s)", exc)
+
+    async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer,
+                       origin: str | None) -> dict[str, Any]:
+        pin_always, drop = self.settings.pin_always, self.settings.drop_authentication
 
         def work() -> formats.SignOutput:
             token = chosen.token
-            if pin_always:
-                token.logout()  # the card forgets every verified PIN: it must check this one again
-            signer = CardSigner(token, chosen.cert, answer.pin)
-            return asyncio.run(formats.sign(request.signature_type, signer, request.sign_request))
+            if pin_always or not self._owns_session(token, origin):
+                # The card forgets every verified PIN, so it checks the one entered now, and a PIN verified
+                # for another origin (or by another program) is never used for this one (D27).
+                token.logout()
+            self._pin_owner[token.reader] = (token, origin)
+            try:
+                signer = CardSigner(token, chosen.cert, answer.pin)
+                return asyncio.run(formats.sign(request.signature_type, signer, request.sign_request))
+            finally:
+                if drop:
+                    self._log_out(token)
 
         try:
             output = await self._card(work)

@@ -50,6 +50,9 @@ class Settings:
     build_reader_list_timer: float = 5.0  # buildReaderListTimer (seconds, > 0)
     language: str = ""  # Language: "", "fi", "en" or "sv"
     cert_expiration_warning_days: int = 30  # certExpirationWarningDays
+    # dropAuthentication (1: the card is logged out after every signing operation, so even the origin that
+    # verified PIN1 must enter it again; 0: PIN1 is reused, for the origin it was verified for only)
+    drop_authentication: bool = False
     # this project's own keys
     https_ports: tuple[int, ...] = DEFAULT_HTTPS_PORTS  # httpsPorts ("53952,23124,8089")
     http_ports: tuple[int, ...] = ()  # httpPorts (off by default; e.g. "53951,23123,8088")
@@ -179,6 +182,7 @@ KEYS: dict[str, _Key] = {
         _Key("buildReaderListTimer", "build_reader_list_timer", _seconds(3600.0)),
         _Key("Language", "language", _language),
         _Key("certExpirationWarningDays", "cert_expiration_warning_days", _int_in(0, 3650)),
+        _Key("dropAuthentication", "drop_authentication", _bool),
         _Key("httpsPorts", "https_ports", _ports(allow_empty=False)),
         _Key("httpPorts", "http_ports", _ports(allow_empty=True)),
         _Key("allowedOrigins", "allowed_origins", _origins),
@@ -199,7 +203,7 @@ VENDOR_IGNORED: frozenset[str] = frozenset({
     "aboutDialogBitmap", "changePinCacheCount", "changePinInitialPeriod", "changePinPeriod", "closeBrowsers",
     "closeBrowsersConfirm", "closeBrowsersExcludeReader", "closeGUIServerWhenLock", "cryptokiPinCache",
     "cryptokiSoftwareKeyGen", "DataPath", "disableAuthTab", "disableCryptokiAutoLogin", "disableCryptokiBufferCheck",
-    "disableCryptokiPIN2Slot", "disablePinUnblocking", "dropAuthentication", "forceSelectApplet",
+    "disableCryptokiPIN2Slot", "disablePinUnblocking", "forceSelectApplet",
     "HTTPToolkitEnabled", "managerBannerBitmap", "minidriverAuthMode", "minidriverAutoAuthExclude",
     "minidriverPinCache", "minidriverReadOnly", "pinComplexityCheck", "pinDialogBitmap", "pinIgnorePinTypeCheck",
     "pinMinLength", "pinNumericValuesOnly", "removeAllCertificatesOnEmptyEvent", "showAsn1CertInWindows",

@@ -202,6 +202,7 @@
     $("loading").hidden = true;
     $("request").hidden = false;
     $("origin").textContent = details.origin || t("localProgram");
+    $("sign-origin").textContent = $("origin").textContent; // again beside the PIN and Sign (static/dialog.css)
     $("no-origin").hidden = Boolean(details.origin);
     if (details.info) {
       $("info").textContent = details.info;

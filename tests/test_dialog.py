@@ -78,5 +78,5 @@ async def test_terminal_dialog_on_a_pty(typed: list[bytes], expected: tuple) -> 
         assert (answer.choice, answer.pin) == expected
     screen = b"".join(seen).decode(errors="replace")
     assert "Signature request from https://eservice.example" in screen
-    assert "The page says: Sign the tax return" in screen and "5 tries left" in screen
+    assert "The page says:\r\n  | Sign the tax return" in screen and "5 tries left" in screen
     assert "123456" not in screen  # the PIN is not echoed

@@ -35,7 +35,7 @@ VENDOR_TABLE = {
 }
 IMPLEMENTED_VENDOR_KEYS = {
     "strictSCSKeyPolicy", "HTTPSignerDisabled", "excludeReader", "allowUnknownCards", "validTokenInfoLabel",
-    "buildReaderListTimer", "Language", "certExpirationWarningDays",
+    "buildReaderListTimer", "Language", "certExpirationWarningDays", "dropAuthentication",
 }
 
 
@@ -87,6 +87,7 @@ def test_defaults_without_any_file(env: dict[str, str]) -> None:
     assert s.max_request_bytes == 100 * 1024 * 1024
     assert (s.pin_always, s.scs_version, s.queue_limit, s.dialog_timeout) == (False, "1.1", 16, 120.0)
     assert (s.spam_cancel_limit, s.spam_window, s.spam_block) == (3, 60.0, 300.0)
+    assert s.drop_authentication is False  # the vendor's default: PIN1 may be reused (for its own origin only)
 
 
 def test_every_vendor_table_key_is_implemented_or_ignored() -> None:
@@ -108,8 +109,9 @@ def test_every_key_maps_to_a_settings_field() -> None:
     ("ON", True), ("off", False),
 ])
 def test_booleans(tmp_path: Path, env: dict[str, str], raw: str, expected: bool) -> None:
-    s = load_text(tmp_path, env, f"strictSCSKeyPolicy={raw}\nallowUnknownCards={raw}\nscsRequestsPinAlways={raw}\n")
-    assert (s.strict_scs_key_policy, s.allow_unknown_cards, s.pin_always) == (expected, expected, expected)
+    s = load_text(tmp_path, env, f"strictSCSKeyPolicy={raw}\nallowUnknownCards={raw}\nscsRequestsPinAlways={raw}\n"
+                                 f"dropAuthentication={raw}\n")
+    assert (s.strict_scs_key_policy, s.allow_unknown_cards, s.pin_always, s.drop_authentication) == (expected,) * 4
     assert s.warnings == ()
 
 
@@ -253,8 +255,8 @@ def test_parse_settings_text_leaves_out_unknown_and_ignored_keys() -> None:
 def test_ignored_vendor_keys(tmp_path: Path, env: dict[str, str]) -> None:
     write(settings_mod.SYSTEM_CONFIG, "minidriverPinCache=1\nuserLevel=0\n")
     s = load_text(tmp_path, env, "CRYPTOKIPINCACHE=1\nminidriverpincache=0\ncloseBrowsers=1\nSmartCardSNCache=3\n"
-                                 "dropAuthentication=0\nloadCertificates=1\npinMinLength=4\nscTerminalKey=CAFEBABE99\n")
-    assert s.ignored == ("SmartCardSNCache", "closeBrowsers", "cryptokiPinCache", "dropAuthentication",
+                                 "forceSelectApplet=0\nloadCertificates=1\npinMinLength=4\nscTerminalKey=CAFEBABE99\n")
+    assert s.ignored == ("SmartCardSNCache", "closeBrowsers", "cryptokiPinCache", "forceSelectApplet",
                          "loadCertificates", "minidriverPinCache", "pinMinLength", "scTerminalKey", "userLevel")
     assert list(s.ignored) == sorted(set(s.ignored))
     assert s.warnings == ()
@@ -291,6 +293,7 @@ def test_vendor_keys_in_the_environment_are_not_taken(tmp_path: Path, env: dict[
     ("spamWindowSeconds=", "spam_window"),
     ("spamBlockSeconds=0.0", "spam_block"),
     ("Language=de", "language"),
+    ("dropAuthentication=2", "drop_authentication"),
     ("scsVersion=one", "scs_version"),
     ("allowedOrigins=*", "allowed_origins"),
     ("allowedOrigins=https://example.fi/path", "allowed_origins"),
