@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +62,13 @@ class Cancelled(ScsFailure):
 
     def __init__(self) -> None:
         super().__init__(401, "cancelled by the user")
+
+
+class TimedOut(ScsFailure):
+    """The dialog was not shown, or not answered, in time (401); counted by the spam guard like a cancel."""
+
+    def __init__(self, text: str = "the user did not answer the dialog in time"):
+        super().__init__(401, text)
 
 
 class PinBlocked(ScsFailure):
@@ -264,7 +271,9 @@ class OperationQueue:
     """One card operation and one dialog at a time; waiting requests queue in FIFO order up to a bound.
 
     asyncio.Lock wakes waiters in arrival order. A waiter whose client went away is cancelled by aiohttp
-    (handler cancellation is on) and leaves the queue.
+    (handler cancellation is on) and leaves the queue at once. ``before`` runs first and counts against the
+    bound without holding the lock: WebSigner shows its dialog page there, so a page that is never shown
+    never holds the card.
     """
 
     def __init__(self, limit: int):
@@ -273,11 +282,13 @@ class OperationQueue:
         self._waiting = 0
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._lock.locked() and self._waiting >= self.limit:
+    async def slot(self, before: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
+        if self._waiting >= self.limit and (self._lock.locked() or before is not None):
             raise ScsFailure(403, "busy: another signature request is in progress and the queue is full")
         self._waiting += 1
         try:
+            if before is not None:
+                await before()
             await self._lock.acquire()
         finally:
             self._waiting -= 1
@@ -317,15 +328,35 @@ class SigningService:
 
     async def sign(self, request: ScsRequest, origin: str | None, present: Callable[[str], None] | None = None,
                    after: str | None = None) -> dict[str, Any]:
-        """Sign one request. ``present``/``after`` route the web dialog into the caller's tab (WebSigner)."""
+        """Sign one request. ``present``/``after`` route the web dialog into the caller's tab (WebSigner).
+
+        The request leaves the queue, and releases the card, as soon as it ends: answered, failed, timed out
+        (its dialog not shown within the web dialog's SHOW_TIMEOUT, or not answered within dialogTimeout, both
+        counted by the spam guard), or cancelled because its client went away.
+        """
         if self.settings.http_signer_disabled:
             raise ScsFailure(403, "the signing service is disabled on this computer (HTTPSignerDisabled=1)")
         blocked = self.guard.blocked_for(origin or "")
         if blocked > 0:
-            raise ScsFailure(403, f"too many cancelled requests from {origin or 'this client'}; "
+            raise ScsFailure(403, f"too many cancelled or unanswered requests from {origin or 'this client'}; "
                                   f"try again in {int(blocked) + 1} s")
-        async with self.queue.slot():
-            return await self._sign_locked(request, origin, present, after)
+        reserve = getattr(self.dialog, "reserve", None) if present is not None else None
+        if reserve is None:
+            async with self.queue.slot():
+                return await self._sign_locked(request, origin, present, after)
+
+        async def show_first() -> None:
+            try:
+                await reserve(present, after)
+            except TimeoutError as exc:
+                self.guard.record_cancel(origin or "")
+                raise TimedOut(str(exc)) from None
+
+        try:
+            async with self.queue.slot(show_first):
+                return await self._sign_locked(request, origin, present, after)
+        finally:
+            self.dialog.release(present)  # a shown page whose operation ended before its dialog moves on
 
     async def _card(self, fn, *args):
         def run():
@@ -424,7 +455,13 @@ class SigningService:
         try:
             result = await self._converse(request, origin, dialog_request, allowed, choices)
         except ScsFailure as exc:
+            if isinstance(exc, TimedOut):
+                self.guard.record_cancel(origin or "")
             await self._finish(dialog_request, "cancelled" if isinstance(exc, Cancelled) else "failed", exc.text)
+            raise
+        except asyncio.CancelledError:  # the client went away: its dialog ends, and it counts like a cancel
+            self.guard.record_cancel(origin or "")
+            await self._finish(dialog_request, "failed", "the page that asked went away")
             raise
         await self._finish(dialog_request, "signed", "Signature generated")
         self.guard.record_success(origin or "")
@@ -438,8 +475,8 @@ class SigningService:
     async def _ask(self, coroutine: Any) -> DialogAnswer:
         try:
             return await asyncio.wait_for(coroutine, self.settings.dialog_timeout)
-        except TimeoutError:
-            raise ScsFailure(401, "the user did not answer the dialog in time") from None
+        except TimeoutError as exc:  # includes the web dialog's DialogNotShown, with its own text
+            raise TimedOut(str(exc) or "the user did not answer the dialog in time") from None
         except DialogRefused as exc:
             raise ScsFailure(403, str(exc)) from None
 

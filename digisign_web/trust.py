@@ -5,6 +5,11 @@ database (``~/.pki/nssdb`` and one per Firefox profile), so the CA is added to e
 ``certutil`` (Debian's libnss3-tools). The nickname carries the start of the CA's SHA-256 fingerprint,
 which makes a re-install idempotent and lets ``status`` tell the current CA from one that was regenerated.
 ``--system`` also installs it for curl, Python and other OpenSSL/GnuTLS clients via ``update-ca-certificates``.
+
+``install`` first brings the CA up to date (``tls.ensure_tls``): a CA of an earlier version, which had no
+name constraints and a ten-year life, is replaced by a name-constrained one, and every store gets the new CA
+in place of the old (also one added by hand under the nickname ``digisign-web``, as an old certs/README.md
+said). ``status`` flags such an old CA, in the state directory or still in a store.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 log = logging.getLogger(__name__)
 
 NICK_PREFIX = "digisign-web local CA"
+LEGACY_NICK = "digisign-web"  # the nickname the manual certutil command of an old certs/README.md used
 CERTUTIL = "certutil"
 CERTUTIL_MISSING = "certutil not found: install libnss3-tools: sudo apt-get install libnss3-tools"
 # Module constants so that tests (and other distributions) can point them elsewhere.
@@ -35,6 +42,7 @@ SYSTEM_CA_PATH = Path("/usr/local/share/ca-certificates/digisign-web-local-ca.cr
 SYSTEM_UPDATE_CMD: list[str] = ["update-ca-certificates"]
 
 TRUSTED = "trusted"
+ALSO_OLD = "trusted, and an old digisign-web CA too"
 OLD_ONLY = "old digisign-web CA only"
 NOT_TRUSTED = "not trusted"
 
@@ -86,17 +94,56 @@ class Result:
 
 # --- helpers ---------------------------------------------------------------------------------------------
 
+def _sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 def fingerprint(ca_pem: Path) -> str | None:
     """SHA-256 of the CA certificate's DER as lowercase hex, or None when it cannot be read."""
     try:
         cert = x509.load_pem_x509_certificate(Path(ca_pem).read_bytes())
     except (OSError, ValueError):
         return None
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return _sha256(cert)
 
 
 def nickname(fp: str) -> str:
     return f"{NICK_PREFIX} {fp[:8]}"
+
+
+def _ours(nick: str) -> bool:
+    return nick.startswith(NICK_PREFIX) or nick == LEGACY_NICK
+
+
+@dataclass(frozen=True)
+class CaInfo:
+    """The local CA in the state directory; ``problems`` (see ``tls.ca_problems``) make it an old CA."""
+
+    path: Path
+    sha256: str | None  # None: not created yet, or unreadable (then ``problems`` says so)
+    not_after: str | None
+    name_constraints: list[str]
+    problems: list[str]
+    replaced: str = ""  # install only: why it replaced the CA that was there
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "path": str(self.path), "old": bool(self.problems)}
+
+
+def ca_info(ca_pem: Path, replaced: str = "") -> CaInfo:
+    """What ``status`` reports about the CA file: fingerprint, expiry, constraints and why it is old, if it is."""
+    from .tls import ca_problems, name_constraints
+
+    ca_pem = Path(ca_pem)
+    if not ca_pem.exists():
+        return CaInfo(ca_pem, None, None, [], [], replaced)
+    try:
+        cert = x509.load_pem_x509_certificate(ca_pem.read_bytes())
+    except (OSError, ValueError) as exc:
+        return CaInfo(ca_pem, None, None, [], [f"unreadable: {exc}"], replaced)
+    constraints = name_constraints(cert)
+    return CaInfo(ca_pem, _sha256(cert), cert.not_valid_after_utc.isoformat(),
+                  constraints[1] if constraints else [], ca_problems(cert), replaced)
 
 
 def _is_root() -> bool:
@@ -154,20 +201,22 @@ def _has_cert(store: Store, nick: str, fp: str, timeout: float) -> bool:
         certs = x509.load_pem_x509_certificates(proc.stdout.encode())
     except ValueError:
         return False
-    return any(hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest() == fp for c in certs)
+    return any(_sha256(c) == fp for c in certs)
 
 
 def _nss_status(store: Store, fp: str | None, timeout: float = 30) -> Result:
     reason = _db_missing_reason(store)
     if reason:
         return Result(store, NOT_TRUSTED, False, reason)
-    ours = [(n, t) for n, t in _list(store, timeout) if n.startswith(NICK_PREFIX)]
+    ours = [(n, t) for n, t in _list(store, timeout) if _ours(n)]
+    old = [n for n, _ in ours if fp is None or n != nickname(fp)]
     if fp is not None:
         current = nickname(fp)
         for nick, trust in ours:
             if nick == current and "C" in trust.split(",")[0] and _has_cert(store, nick, fp, timeout):
+                if old:
+                    return Result(store, ALSO_OLD, True, ", ".join(old))
                 return Result(store, TRUSTED, True)
-    old = [n for n, _ in ours if fp is None or n != nickname(fp)]
     if old:
         return Result(store, OLD_ONLY, False, ", ".join(old))
     return Result(store, NOT_TRUSTED, False)
@@ -267,7 +316,7 @@ def _install_nss(store: Store, fp: str, ca_pem: Path) -> Result:
     current = nickname(fp)
     replaced = []
     for nick, _ in _list(store, 30):
-        if nick.startswith(NICK_PREFIX) and nick != current:
+        if _ours(nick) and nick != current:
             proc = _certutil("-D", "-d", f"sql:{store.path}", "-n", nick)
             if proc.returncode != 0:
                 return Result(store, "failed", False, f"cannot remove {nick!r}: {_err(proc)}")
@@ -312,7 +361,7 @@ def _run_update(store: Store, done: str) -> Result:
 
 
 def install(ca_pem: Path, stores: Iterable[Store]) -> list[Result]:
-    """Trust ``ca_pem`` as a TLS server CA in every store, replacing older digisign-web CAs.
+    """Trust ``ca_pem`` as a TLS server CA in every store, removing every other digisign-web CA from it.
 
     A store that fails does not stop the others. Raises CertutilMissing (before changing anything NSS-side)
     when certutil is not installed.
@@ -339,7 +388,7 @@ def _uninstall_nss(store: Store) -> Result:
         return Result(store, "not present", True)
     removed = []
     for nick, _ in _list(store, 30):
-        if nick.startswith(NICK_PREFIX):
+        if _ours(nick):
             proc = _certutil("-D", "-d", f"sql:{store.path}", "-n", nick)
             if proc.returncode != 0:
                 return Result(store, "failed", False, f"cannot remove {nick!r}: {_err(proc)}")
@@ -391,39 +440,61 @@ def is_trusted_anywhere(ca_pem: Path, home: Path) -> bool:
 # --- command line ----------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    """``digisign-web trust install|uninstall|status``; 0 ok, 1 a store failed (or, for status, no browser
-    trusts the current CA), 2 certutil is missing."""
+    """``digisign-web trust install|uninstall|status``; 0 ok, 1 a store failed (or, for status: no browser
+    trusts the current CA, the CA is old, or a store still holds an old one), 2 certutil is missing."""
     from .tls import ensure_tls
 
     state_dir = Path(args.state_dir)
     home = Path(os.path.expanduser("~"))
     ca_pem = state_dir / "tls" / "ca.pem"
     if shutil.which(CERTUTIL) is None:
-        print(CERTUTIL_MISSING)
+        print(f"error: {CERTUTIL_MISSING}", file=sys.stderr)
         return 2
     stores = find_stores(home, args.system)
+    replaced = ""
     try:
         if args.action == "install":
-            ca_pem = ensure_tls(state_dir).ca_cert
+            files = ensure_tls(state_dir)
+            ca_pem, replaced = files.ca_cert, files.ca_replaced
             results = install(ca_pem, stores)
         elif args.action == "uninstall":
             results = uninstall(stores)
         else:
             results = status(ca_pem, stores)
     except CertutilMissing:
-        print(CERTUTIL_MISSING)
+        print(f"error: {CERTUTIL_MISSING}", file=sys.stderr)
         return 2
+    ca = ca_info(ca_pem, replaced)
+    stale = [r for r in results if r.status in (OLD_ONLY, ALSO_OLD)]
     if args.action == "status":
-        code = 0 if any(r.ok and r.store.kind == "nss" for r in results) else 1
+        trusted = any(r.ok and r.store.kind == "nss" for r in results)
+        code = 0 if trusted and not ca.problems and not stale else 1
     else:
         code = 0 if all(r.ok for r in results) else 1
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps({"ca": ca.to_dict(), "stores": [r.to_dict() for r in results]}, indent=2))
         return code
-    fp = fingerprint(ca_pem)
-    print(f"CA {ca_pem}: " + (f"SHA-256 {fp}" if fp else "not created yet (digisign-web trust install creates it)"))
+    _print_report(args.action, ca, results)
+    return code
+
+
+def _print_report(action: str, ca: CaInfo, results: list[Result]) -> None:
+    if ca.sha256 is None and not ca.problems:
+        print(f"CA {ca.path}: not created yet (digisign-web trust install creates it)")
+    elif ca.sha256 is None:
+        print(f"CA {ca.path}: {'; '.join(ca.problems)}")
+    else:
+        limits = ", ".join(ca.name_constraints) or "no name constraints"
+        print(f"CA {ca.path}: SHA-256 {ca.sha256}\n   valid until {ca.not_after}, for {limits}")
+    if ca.replaced:
+        print(f"   replaced an old CA ({ca.replaced}); the old key is deleted. "
+              "Restart `digisign-web serve` so that it uses the new certificate.")
+    if ca.sha256 is not None and ca.problems:
+        print(f"   OLD CA: {'; '.join(ca.problems)}.")
+        print("   `digisign-web trust install` replaces it with a new name-constrained CA in every store.")
     for r in results:
         print(f"  {r.store.name:32} {r.status}" + (f" ({r.detail})" if r.detail else "") + f"  [{r.store.path}]")
-    if args.action != "status" and any(r.status in ("installed", "removed") for r in results):
+    if action == "status" and any(r.status in (OLD_ONLY, ALSO_OLD) for r in results):
+        print("Some stores trust an old digisign-web CA: `digisign-web trust install` swaps it for the current one.")
+    if action != "status" and any(r.status in ("installed", "removed") for r in results):
         print("Restart the browsers for the change to take effect.")
-    return code

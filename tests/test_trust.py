@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -15,8 +17,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from digisign_web import cli, trust
+from digisign_web import cli, tls, trust
 from digisign_web.tls import ensure_tls
+from tests.security.test_local_ca import issue_leaf, load_ca, old_design_ca, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ".mozilla/firefox/abcd.default-release"
@@ -74,7 +77,10 @@ def ours(db: Path) -> dict[str, str]:
 
 
 def sha256(pem: Path) -> str:
-    cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    return sha256_of(x509.load_pem_x509_certificate(pem.read_bytes()))
+
+
+def sha256_of(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -209,8 +215,10 @@ def test_cli_round_trip(home: Path, state: Path) -> None:
     st = run_trust(home, "status", "--state-dir", str(state), "--json")
     assert st.returncode == 0, st.stderr
     report = json.loads(st.stdout)
-    assert {(Path(r["path"]), r["status"], r["kind"]) for r in report} == {
+    assert {(Path(r["path"]), r["status"], r["kind"]) for r in report["stores"]} == {
         (db, "trusted", "nss") for db in dbs(home)}
+    assert report["ca"]["sha256"] == fp and report["ca"]["old"] is False and report["ca"]["problems"] == []
+    assert report["ca"]["name_constraints"] == ["DNS:localhost", "IP:127.0.0.1/32", "IP:::1/128"]
     gone = run_trust(home, "uninstall", "--state-dir", str(state))
     assert gone.returncode == 0 and "removed" in gone.stdout
     st = run_trust(home, "status", "--state-dir", str(state))
@@ -222,13 +230,14 @@ def test_cli_status_of_regenerated_ca(home: Path, state: Path) -> None:
     regenerate(state)
     st = run_trust(home, "status", "--state-dir", str(state), "--json")
     assert st.returncode == 1
-    assert {r["status"] for r in json.loads(st.stdout)} == {"old digisign-web CA only"}
+    assert {r["status"] for r in json.loads(st.stdout)["stores"]} == {"old digisign-web CA only"}
 
 
 def test_cli_without_certutil(home: Path, state: Path) -> None:
     done = run_trust(home, "install", "--state-dir", str(state), path=str(home / "empty-bin"))
-    assert done.returncode == 2
-    assert "install libnss3-tools: sudo apt-get install libnss3-tools" in done.stdout
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: certutil not found") and len(done.stderr.splitlines()) == 1
+    assert "install libnss3-tools: sudo apt-get install libnss3-tools" in done.stderr
     assert not (home / ".pki").exists()
 
 
@@ -243,7 +252,7 @@ def test_system_store_as_root(home: Path, state: Path, system: tuple[Path, Path]
     assert marker.read_text() == "called\n"
     capsys.readouterr()
     assert cli.main(["trust", "status", "--system", "--json", "--state-dir", str(state)]) == 0
-    report = {r["kind"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    report = {r["kind"]: r["status"] for r in json.loads(capsys.readouterr().out)["stores"]}
     assert report == {"nss": "trusted", "system": "trusted"}
     regenerate(state)
     system_result = trust.status(ca, [trust.find_stores(home, system=True)[-1]])[0]
@@ -271,3 +280,162 @@ def test_system_store_needs_root(home: Path, state: Path, system: tuple[Path, Pa
     shutil.copyfile(ca, target)
     assert cli.main(["trust", "uninstall", "--system", "--state-dir", str(state)]) == 1
     assert "sudo rm -f" in capsys.readouterr().out and target.exists()
+
+
+# --- the name-constrained local CA (tls.py) and the upgrade from an unconstrained one ---------------------------
+
+PERMITTED = ["DNS:localhost", "IP:127.0.0.1/32", "IP:::1/128"]
+
+
+def openssl_verify(ca: Path, leaf: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """OpenSSL as the independent verifier of a chain (it enforces name constraints on the trust anchor)."""
+    return subprocess.run(["openssl", "verify", "-CAfile", str(ca), *extra, str(leaf)], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_local_ca_is_name_constrained_and_short_lived(state: Path, tmp_path: Path) -> None:
+    files = ensure_tls(state)
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical and constraints.value.excluded_subtrees is None
+    assert tls.name_constraints(ca) == (True, PERMITTED)
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc <= dt.timedelta(days=tls.CA_DAYS, hours=1)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert tls.ca_problems(ca) == [] and files.ca_replaced == ""
+    for key in (state / "tls" / "ca.key", files.key):
+        assert key.stat().st_mode & 0o777 == 0o600
+    assert openssl_verify(files.ca_cert, files.cert, "-verify_hostname", "localhost").returncode == 0
+    assert openssl_verify(files.ca_cert, files.cert, "-verify_ip", "::1").returncode == 0
+    # A certificate its key makes for any other name does not verify, even with no host name asked for.
+    ca_key, _ = load_ca(state)
+    for name in (x509.DNSName("evil.example"), x509.IPAddress(ipaddress.ip_address("127.0.0.2"))):
+        key, leaf = issue_leaf(ca_key, ca, [name])
+        write_pem(tmp_path / "evil.pem", leaf, 0o644)
+        refused = openssl_verify(files.ca_cert, tmp_path / "evil.pem")
+        assert refused.returncode != 0 and "permitted subtree violation" in refused.stdout + refused.stderr
+    assert ensure_tls(state) == files  # kept while good
+
+
+def test_unconstrained_ca_is_replaced_with_a_new_key(state: Path) -> None:
+    old_key, old_cert = old_design_ca(state)
+    assert any("no name constraints" in p for p in tls.ca_problems(old_cert))
+    files = ensure_tls(state)
+    assert "no name constraints" in files.ca_replaced and "3650" in files.ca_replaced
+    _, new_cert = load_ca(state)
+    assert tls.ca_problems(new_cert) == [] and sha256(files.ca_cert) != sha256_of(old_cert)
+    old_pem = old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+    assert all(old_pem not in f.read_bytes() for f in (state / "tls").iterdir())  # the old key is deleted
+    assert sorted(f.name for f in (state / "tls").iterdir()) == ["ca.key", "ca.pem", "localhost.key", "localhost.pem"]
+    assert (state / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert openssl_verify(files.ca_cert, files.cert, "-verify_hostname", "localhost").returncode == 0
+    assert ensure_tls(state).ca_replaced == ""  # and kept from now on
+    assert load_ca(state)[1] == new_cert
+
+
+def test_ca_is_renewed_before_it_expires_with_its_leaf(state: Path) -> None:
+    files = ensure_tls(state)
+    tls_dir = state / "tls"
+    now = dt.datetime.now(dt.UTC)
+    # A CA made long ago that has 120 days left is kept, and a new leaf never outlives it.
+    key, cert = tls._new_ca(now - dt.timedelta(days=tls.CA_DAYS - 120))
+    write_pem(tls_dir / "ca.key", key, 0o600)
+    write_pem(tls_dir / "ca.pem", cert, 0o644)
+    assert ensure_tls(state).ca_replaced == ""
+    leaf = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    leaf.verify_directly_issued_by(cert)
+    assert leaf.not_valid_after_utc <= cert.not_valid_after_utc
+    # With 60 days left (inside CA_RENEW_BEFORE) it is renewed, and the leaf with it.
+    key, cert = tls._new_ca(now - dt.timedelta(days=tls.CA_DAYS - 60))
+    write_pem(tls_dir / "ca.key", key, 0o600)
+    write_pem(tls_dir / "ca.pem", cert, 0o644)
+    assert any("expires on" in p for p in tls.ca_problems(cert))
+    renewed = ensure_tls(state)
+    assert "expires on" in renewed.ca_replaced
+    new_ca = x509.load_pem_x509_certificate(renewed.ca_cert.read_bytes())
+    assert new_ca.not_valid_after_utc - now > dt.timedelta(days=tls.CA_DAYS - 1)
+    x509.load_pem_x509_certificate(renewed.cert.read_bytes()).verify_directly_issued_by(new_ca)
+
+
+def test_broken_ca_files_are_replaced(state: Path) -> None:
+    ensure_tls(state)
+    (state / "tls" / "ca.key").write_text("not a key")
+    assert ensure_tls(state).ca_replaced.startswith("unreadable")
+    other_key, _ = tls._new_ca(dt.datetime.now(dt.UTC))
+    write_pem(state / "tls" / "ca.key", other_key, 0o644)
+    assert ensure_tls(state).ca_replaced == "its key does not match the certificate"
+    assert (state / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+    os.chmod(state / "tls" / "ca.key", 0o644)  # loosened by hand: tightened again
+    assert ensure_tls(state).ca_replaced == ""
+    assert (state / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_status_flags_an_old_or_expiring_ca(home: Path, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old_design_ca(state)
+    assert cli.main(["trust", "status", "--json", "--state-dir", str(state)]) == 1
+    ca = json.loads(capsys.readouterr().out)["ca"]
+    assert ca["old"] is True and ca["name_constraints"] == []
+    assert any("no name constraints" in p for p in ca["problems"])
+    assert (state / "tls" / "ca.key").exists()  # status changes nothing
+    assert cli.main(["trust", "status", "--state-dir", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert "OLD CA: no name constraints" in out and "`digisign-web trust install` replaces it" in out
+    key, cert = tls._new_ca(dt.datetime.now(dt.UTC) - dt.timedelta(days=tls.CA_DAYS - 30))
+    write_pem(state / "tls" / "ca.key", key, 0o600)
+    write_pem(state / "tls" / "ca.pem", cert, 0o644)
+    assert cli.main(["trust", "status", "--json", "--state-dir", str(state)]) == 1
+    ca = json.loads(capsys.readouterr().out)["ca"]
+    assert ca["old"] is True and ca["name_constraints"] == PERMITTED
+    assert [p.split(",")[0] for p in ca["problems"]] == [f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"]
+
+
+def test_install_swaps_an_old_ca_in_every_store(home: Path, state: Path, system: tuple[Path, Path],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """An earlier version's CA, trusted by its `trust install` (Firefox, system) and by the manual certutil
+    command of the old certs/README.md (nickname "digisign-web", Chromium): one `trust install` swaps all."""
+    target, marker = system
+    monkeypatch.setattr(trust, "_is_root", lambda: True)
+    _, old_cert = old_design_ca(state)
+    old_pem = state / "tls" / "ca.pem"
+    chromium = home / ".pki/nssdb"
+    chromium.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{chromium}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{chromium}", "-n", "digisign-web", "-t", "C,,", "-i",
+                    str(old_pem)], check=True)
+    old_nick = f"digisign-web local CA {sha256_of(old_cert)[:8]}"
+    subprocess.run(["certutil", "-A", "-d", f"sql:{home / PROFILE}", "-n", old_nick, "-t", "C,,", "-i",
+                    str(old_pem)], check=True)
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(old_pem, target)
+    assert [r.status for r in trust.status(old_pem, trust.find_stores(home, system=True))] == [
+        trust.OLD_ONLY, trust.TRUSTED, trust.TRUSTED]  # the legacy nickname counts as an old CA
+
+    assert cli.main(["trust", "install", "--system", "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "replaced an old CA (no name constraints" in out and "Restart `digisign-web serve`" in out
+    new_pem = state / "tls" / "ca.pem"
+    assert tls.ca_problems(x509.load_pem_x509_certificate(new_pem.read_bytes())) == []
+    new_nick = f"digisign-web local CA {sha256(new_pem)[:8]}"
+    for db in dbs(home):
+        assert [n for n in listing(db) if n.startswith("digisign-web")] == [new_nick]
+    assert target.read_bytes() == new_pem.read_bytes() and marker.read_text() == "called\n"
+    assert cli.main(["trust", "status", "--system", "--json", "--state-dir", str(state)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ca"]["old"] is False and {s["status"] for s in report["stores"]} == {trust.TRUSTED}
+
+
+def test_status_flags_a_store_that_still_trusts_an_old_ca(home: Path, state: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    ca = ensure_tls(state).ca_cert
+    trust.install(ca, trust.find_stores(home, system=False))
+    old_design_ca(state.parent / "old")
+    subprocess.run(["certutil", "-A", "-d", f"sql:{home / PROFILE}", "-n", "digisign-web", "-t", "C,,", "-i",
+                    str(state.parent / "old" / "tls" / "ca.pem")], check=True)
+    assert statuses(ca, home) == {home / ".pki/nssdb": trust.TRUSTED, home / PROFILE: trust.ALSO_OLD}
+    assert trust.is_trusted_anywhere(ca, home)
+    assert cli.main(["trust", "status", "--state-dir", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert f"{trust.ALSO_OLD} (digisign-web)" in out and "swaps it for the current one" in out
+    assert cli.main(["trust", "install", "--state-dir", str(state)]) == 0
+    assert statuses(ca, home) == {db: trust.TRUSTED for db in dbs(home)}
