@@ -522,7 +522,9 @@ def check_authentication_content(origin: str | None, content_type: str, content:
 class CancelGuard:
     """Spam defence: after `limit` cancels from one origin within `window` seconds, refuse it for `block` seconds.
 
-    A page that re-sends a request every time the user cancels would otherwise pin the dialog on screen.
+    A page that re-sends a request every time the user cancels would otherwise pin the dialog on screen. A
+    request that ends unanswered counts the same: its dialog was never shown (a hidden or tiny window, a page
+    that went away), the user let it time out, or its client left while it held the card.
     """
 
     _SWEEP_AT = 1024  # origins tracked before stale entries are dropped
@@ -558,7 +560,7 @@ class CancelGuard:
                 del self._cancels[origin]
 
     def record_cancel(self, origin: str) -> None:
-        """Count a cancelled request; the `limit`-th within `window` seconds starts a block."""
+        """Count a cancelled (or unanswered) request; the `limit`-th within `window` seconds starts a block."""
         with self._lock:
             now = self._clock()
             if len(self._cancels) + len(self._blocked_until) > self._SWEEP_AT:

@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,12 +31,22 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from . import policy
-from .scs import ScsFailure, SigningService, failure, parse_request
+from .scs import ScsFailure, ScsRequest, SigningService, failure, parse_request
+from .webdialog import top_level_navigation
 
 log = logging.getLogger(__name__)
 
 RESULT_TTL = 120.0
+STATE_LIMIT = 4096  # characters of ``state``: it is echoed back, so it is held until then
+_INERT_IN_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                "\u2028": "\\u2028", "\u2029": "\\u2029"})
 RESULT_FIELDS = ("version", "status", "reasonCode", "reasonText", "signature", "signatureAlgorithm", "signatureType")
+
+
+def inline_json(value: Any) -> str:
+    """JSON to place inside an HTML ``<script>`` element: ``<``, ``>``, ``&`` and U+2028/U+2029 as ``\\uXXXX``
+    escapes, so that no ``</script>``, ``<!--`` or ``<script`` in the data can change how the page is parsed."""
+    return json.dumps(value).translate(_INERT_IN_HTML)
 
 
 class WebSignerRefusal(Exception):
@@ -71,6 +82,9 @@ def check_return_url(return_url: str | None, origin: str) -> str:
 
 @dataclass
 class _Pending:
+    """A result on its way back to the relying party. The task ends with the answer as a dict (never an
+    exception, whose traceback would keep the request's frames, and so its content, alive)."""
+
     origin: str
     return_url: str
     state: str | None
@@ -124,6 +138,12 @@ class WebSigner:
 
     async def start(self, request: web.Request) -> web.StreamResponse:
         settings = self.service.settings
+        if not top_level_navigation(request):
+            # An <img>, a no-cors fetch, a script or a frame: nobody would see the dialog, so nothing starts.
+            log.info("WebSigner request refused: not a top-level navigation (Sec-Fetch-Mode %s, Sec-Fetch-Dest %s)",
+                     request.headers.get("Sec-Fetch-Mode"), request.headers.get("Sec-Fetch-Dest"))
+            return _page(403, "Request refused", "WebSigner starts only from a form or link that opens a page "
+                                                 "in a browser tab, not from an image, a script, a frame or fetch().")
         try:
             origin = origin_of(request)
             form = await self._form(request)
@@ -135,6 +155,8 @@ class WebSigner:
         mode = form.get("responseMode") or "form_post"
         if mode not in ("form_post", "post_message"):
             return _page(400, "Request refused", "responseMode must be form_post or post_message")
+        if state is not None and len(state) > STATE_LIMIT:
+            return _page(400, "Request refused", f"state is longer than {STATE_LIMIT} characters")
 
         def deliver_failure(code: int, text: str) -> web.Response:
             return self._deliver(origin, return_url, state, mode, failure(settings.scs_version, code, text))
@@ -147,6 +169,7 @@ class WebSigner:
             scs_request = parse_request(self._fields(form))
         except ScsFailure as exc:
             return deliver_failure(exc.code, exc.text)
+        del form  # the task holds what it needs: an upload must not outlive its operation through this frame
         self._expire()
         key = secrets.token_urlsafe(24)
         shown: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -155,31 +178,44 @@ class WebSigner:
             if not shown.done():
                 shown.set_result(url)
 
-        task = asyncio.create_task(self.service.sign(scs_request, origin, present=present,
-                                                     after=f"/websigner/result/{key}"))
-        self._pending[key] = _Pending(origin, return_url, state, mode, task, time.monotonic())
         log.info("WebSigner request from %s: %s, %d bytes", origin, scs_request.signature_type,
                  len(scs_request.content))
-        await asyncio.wait({task, shown}, return_when=asyncio.FIRST_COMPLETED, timeout=settings.dialog_timeout + 5)
-        if shown.done() and not task.done():
-            raise web.HTTPSeeOther(shown.result())  # the dialog opens in this very tab
-        self._pending.pop(key, None)
-        return self._deliver(origin, return_url, state, mode, await self._outcome(task))
+        task = asyncio.create_task(self._operation(scs_request, origin, present, f"/websigner/result/{key}"))
+        del scs_request
+        try:
+            await asyncio.wait({task, shown}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the client went away before its dialog: the operation goes with it
+            task.cancel()
+            raise
+        if task.done():
+            return self._deliver(origin, return_url, state, mode, task.result())
+        self._pending[key] = _Pending(origin, return_url, state, mode, task, time.monotonic())
+        # The dialog opens in this very tab; the key in the fragment follows the redirect.
+        return web.Response(status=303, headers={"Location": shown.result(), "Cache-Control": "no-store",
+                                                 "Referrer-Policy": "no-referrer"})
 
-    async def _outcome(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
+    async def _operation(self, scs_request: ScsRequest, origin: str, present: Callable[[str], None],
+                         after: str) -> dict[str, Any]:
+        """The signing operation, ending in an answer dict whatever happens (see _Pending)."""
         version = self.service.settings.scs_version
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.service.settings.dialog_timeout + 5)
+            return await self.service.sign(scs_request, origin, present=present, after=after)
         except ScsFailure as exc:
             return failure(version, exc.code, exc.text)
-        except TimeoutError:
-            return failure(version, 401, "the user did not answer the dialog in time")
         except Exception:
             log.exception("WebSigner: internal error")
             return failure(version, 500, "internal error; see the server log")
 
+    async def _outcome(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.service.settings.dialog_timeout + 5)
+        except TimeoutError:
+            return failure(self.service.settings.scs_version, 401, "the user did not answer the dialog in time")
+
     async def result(self, request: web.Request) -> web.Response:
         """Where the dialog tab goes when the dialog is done: the result, delivered to the relying party."""
+        if not top_level_navigation(request):
+            return _page(403, "Request refused", "The result is delivered only to the dialog's own tab.")
         pending = self._pending.pop(request.match_info["key"], None)
         if pending is None:
             return _page(410, "Nothing to deliver", "This result was already delivered or has expired.")
@@ -201,7 +237,7 @@ class WebSigner:
             fields.append(("state", state))
         if mode == "post_message":
             payload = {**result, **({"state": state} if state is not None else {})}
-            data = json.dumps({"origin": origin, "result": payload}).replace("</", "<\\/")
+            data = inline_json({"origin": origin, "result": payload})
             body = (f'<script type="application/json" id="websigner-result">{data}</script>'
                     '<p class="hint" id="websigner-status">Returning the result to the page…</p>')
             return _page(200, "Signature result", body, raw=True, form_action="'none'")

@@ -1,10 +1,18 @@
 /* The signing dialog page: shows the request, takes the certificate choice and the PIN, and reports what
- * the card said. Everything shown comes from the server as JSON and is inserted as text, never as HTML. */
+ * the card said. Everything shown comes from the server as JSON and is inserted as text, never as HTML.
+ *
+ * The page claims the dialog with the key from its URL fragment (digisign_web/webdialog.py explains why),
+ * and only once it is visible and at least MIN_VIEW large: a hidden or tiny window never takes a dialog. */
 (function () {
   "use strict";
+  const MIN_VIEW = [300, 300]; // CSS pixels; webdialog.MIN_VIEW
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const base = location.pathname.replace(/\/$/, "");
+  const key = location.hash.slice(1);
+  if (location.hash) history.replaceState(null, "", location.pathname); // the key leaves the address bar
+  let claimed = false;
+  let finished = false;
   let i18n = window.I18N.make(document.querySelector('meta[name="language"]').content);
   let t = i18n.t;
   let details = null;
@@ -110,6 +118,8 @@
   }
 
   function finish(result) {
+    finished = true;
+    $("loading").hidden = true;
     $("request").hidden = true;
     $("done").hidden = false;
     const text = result.result === "signed" ? t("signed")
@@ -180,10 +190,43 @@
     }
   }
 
+  function showable() {
+    return document.visibilityState === "visible" && window.innerWidth >= MIN_VIEW[0]
+      && window.innerHeight >= MIN_VIEW[1];
+  }
+
+  function whenShowable() {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!showable()) return;
+        document.removeEventListener("visibilitychange", check);
+        window.removeEventListener("resize", check);
+        resolve();
+      };
+      document.addEventListener("visibilitychange", check);
+      window.addEventListener("resize", check);
+      check();
+    });
+  }
+
+  // Closing or leaving the page before an answer cancels the request at once (the server ends it).
+  window.addEventListener("pagehide", () => {
+    if (!claimed || finished) return;
+    const form = new FormData();
+    form.append("csrf", csrf);
+    navigator.sendBeacon(base + "/gone", form);
+  });
+
   async function load() {
     i18n.apply();
     try {
-      details = await api("/request");
+      if (!key) throw new Error("no key");
+      await whenShowable();
+      await api("/claim", { key });
+      claimed = true;
+      do {
+        details = await api("/request"); // held open by the server while the request waits for the card
+      } while (details.waiting);
     } catch (e) {
       $("loading").hidden = true;
       finish({ result: "expired" });

@@ -4,6 +4,7 @@ relying party, HTTPSignerDisabled, GET, and the Referer fallback (the browser fl
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 from tests.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
@@ -68,8 +69,10 @@ async def test_get_with_referer_and_auto_dialog_delivers_the_signature(make_serv
 
 async def test_post_message_mode_escapes_the_payload(make_server) -> None:  # noqa: F811 - the fixture
     server = await make_server()
-    response = await server.client.post("/websigner", data=form(responseMode="post_message", state="</script><b>"),
+    state = "<!--<script></script><b>&\u2028"
+    response = await server.client.post("/websigner", data=form(responseMode="post_message", state=state),
                                         headers={**HOST, "Origin": RP})
     page = await response.text()
-    assert "</script><b>" not in page and '"state": "<\\/script><b>"' in page
-    assert f'"origin": "{RP}"' in page
+    data = re.search(r'<script type="application/json" id="websigner-result">(.*?)</script>', page).group(1)
+    assert not set(data) & set("<>&\u2028\u2029")  # nothing in it can end, comment out or restart the element
+    assert json.loads(data)["result"]["state"] == state and json.loads(data)["origin"] == RP

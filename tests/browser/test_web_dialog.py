@@ -9,7 +9,9 @@ import concurrent.futures
 import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -74,14 +76,20 @@ def test_sign_through_the_web_dialog(page, web_server: WebServer) -> None:
 
 def test_security_headers_and_single_use(page, web_server: WebServer) -> None:
     pending = sign_later(web_server, {"content": b64("x")})
-    url = web_server.next_dialog_url()
-    response = page.goto(url)
+    launched = web_server.next_dialog_url()
+    assert launched.startswith("file://")  # the launcher never sees the dialog's address (webdialog.py)
+    with page.expect_response(lambda r: "/dialog/" in r.url and r.request.resource_type == "document") as info:
+        page.goto(launched)
+    response = info.value
     csp = response.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
     assert response.headers["x-frame-options"] == "DENY"
     page.wait_for_selector("#request:not([hidden])")
+    url = page.url
+    assert "#" not in url  # the page took the key out of the address bar
+    assert not Path(urllib.parse.urlsplit(launched).path).exists()  # the bootstrap page is gone once used
     second = page.context.new_page()
-    assert second.goto(url).status == 410  # the URL works once
+    assert second.goto(url).status == 410  # the dialog is taken once
     # The dialog's API refuses anyone without the page's cookie and CSRF token.
     context = ssl.create_default_context(cafile=str(web_server.server.ca))
     forged = urllib.request.Request(url + "/answer", data=json.dumps({"choice": 0, "pin": "123456"}).encode(),
