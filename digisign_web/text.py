@@ -60,7 +60,8 @@ def inert(text: str | None, limit: int = INFO_LIMIT, lines: int = INFO_LINES) ->
     """
     if not text:
         return ""
-    cleaned = "".join(_char(ch) for ch in text[: limit * 4 + 16])  # more is never shown: don't scan it
+    head = text[: limit * 4 + 16].replace("\r\n", "\n")  # more is never shown: don't scan it
+    cleaned = "".join(_char(ch) for ch in head)
     kept: list[str] = []
     for line in cleaned.split("\n"):
         line = line.rstrip()
