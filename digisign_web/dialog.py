@@ -198,9 +198,9 @@ def _read_secret(fd: int, prompt: str) -> str:
     old = termios.tcgetattr(fd)
     quiet = termios.tcgetattr(fd)
     quiet[3] &= ~termios.ECHO
-    _write(fd, prompt)
-    termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    termios.tcsetattr(fd, termios.TCSADRAIN, quiet)  # before the prompt: a PIN typed at once is not echoed
     try:
+        _write(fd, prompt)
         return _readline(fd)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)

@@ -13,6 +13,8 @@ import asyncio
 import base64
 import concurrent.futures
 import fcntl
+import http.client
+import json
 import os
 import re
 import select
@@ -121,3 +123,27 @@ def test_ansi_and_bidi_info_are_not_logged_raw(served: Callable[..., RunningServ
     assert len(dialog_lines) == 1 and f"Signature request from {REAL}" in dialog_lines[0]
     assert "\x1b" not in log and "\u202e" not in log and "\u2066" not in log
     assert not [line for line in log.splitlines() if line.startswith(f"Signature request from {FAKE}")]
+
+
+def test_bidi_origin_header_is_not_logged_raw(served: Callable[..., RunningServer]) -> None:
+    """The origin comes from a header: a local client can put a right-to-left override (or bytes that are
+    not UTF-8) into it. Whatever the policy then answers, the log shows it inert."""
+    server = served()
+    spoof = "https://evil.example\u202elp.knab".encode() + b"\xff"
+    connection = http.client.HTTPSConnection("localhost", server.port, context=server.ssl(), timeout=30)
+    connection.putrequest("POST", "/sign")
+    connection.putheader("Origin", spoof)
+    connection.putheader("Content-Type", "application/json")
+    body = json.dumps({"content": base64.b64encode(b"x").decode(), "info": "x"}).encode()
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    assert connection.getresponse().status in (200, 403)
+    connection.close()
+    server.process.send_signal(signal.SIGINT)
+    server.process.wait(10)
+    assert server.process.stdout is not None
+    log = "".join(server.output) + (server.process.stdout.read() or "")
+    assert "evil.example" in log  # the request was logged ...
+    # ... with the override gone and the bad byte shown as U+FFFD (not as an escape sequence of the stream)
+    assert "\u202e" not in log and "\udcff" not in log and "\\udcff" not in log
+    assert "https://evil.examplelp.knab\ufffd" in log
