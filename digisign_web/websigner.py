@@ -32,6 +32,7 @@ from multidict import MultiDictProxy
 
 from . import policy
 from .scs import ScsFailure, ScsRequest, SigningService, failure, parse_request
+from .text import inert_line
 from .webdialog import top_level_navigation
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class WebSigner:
             if not shown.done():
                 shown.set_result(url)
 
-        log.info("WebSigner request from %s: %s, %d bytes", origin, scs_request.signature_type,
+        log.info("WebSigner request from %s: %s, %d bytes", inert_line(origin), scs_request.signature_type,
                  len(scs_request.content))
         task = asyncio.create_task(self._operation(scs_request, origin, present, f"/websigner/result/{key}"))
         del scs_request
