@@ -1,4 +1,9 @@
-"""The ``digisign-web`` command: ``serve``, ``list``, ``sign``, ``verify`` and ``virtual-card``."""
+"""The ``digisign-web`` command: ``serve``, ``list``, ``sign``, ``verify``, ``virtual-card`` and ``trust``.
+
+A bad path or file on the command line (missing, a directory, unreadable, not the expected format, an
+output directory that does not exist, a state directory that cannot be written) is one line on stderr and
+exit code 2, found before any card work or PIN prompt where it can be; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -31,7 +37,100 @@ from card import (
 from card.cardside import CardSide
 from card.replay import RecordedCard
 
+from .text import inert_line
+
 log = logging.getLogger("digisign_web")
+
+
+class CliError(Exception):
+    """Something the user must fix (a bad path or file, no pcscd): ``main`` prints it as one line, exit 2."""
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _read_input(path: Path, option: str = "") -> bytes:
+    """The bytes of a file named on the command line (``option`` names it in the error, e.g. ``--in``)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{option} {path}: {_why(exc)}".lstrip()) from None
+
+
+def _check_output(path: Path, what: str) -> None:
+    """Refuse an output file that cannot be written before any card work (or PIN) is spent on it."""
+    parent = path.parent
+    if path.is_dir():
+        raise CliError(f"{what} {path}: is a directory")
+    if not parent.exists():
+        raise CliError(f"{what} {path}: the directory {parent} does not exist")
+    if not parent.is_dir():
+        raise CliError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"{what} {path}: not writable")
+
+
+def _state_dir(path: Path, write: bool = True) -> Path:
+    """``--state-dir``: created (0700) when missing if the command writes there; an CliError when it is
+    not a directory or cannot be written."""
+    if write:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:
+            pass  # a file in the way: reported just below
+        except OSError as exc:
+            raise CliError(f"--state-dir {path}: cannot create it: {_why(exc)}") from None
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--state-dir {path}: not a directory")
+    if write and not os.access(path, os.W_OK | os.X_OK):
+        raise CliError(f"--state-dir {path}: not writable (the TLS keys and virtual card live there)")
+    return path
+
+
+def _check_config(path: Path) -> None:
+    """``--config``: an existing, readable DigiSign.conf-style text file (a pipe is left to the reader)."""
+    from .settings import MAX_FILE_BYTES
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CliError(f"--config {path}: {_why(exc)}") from None
+    if stat.S_ISDIR(mode):
+        raise CliError(f"--config {path}: is a directory")
+    if not stat.S_ISREG(mode):
+        return
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"--config {path}: {_why(exc)}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CliError(f"--config {path}: larger than {MAX_FILE_BYTES} bytes, not a settings file")
+    if b"\0" in data:
+        raise CliError(f"--config {path}: binary data, not a DigiSign.conf-style settings file (key=value lines)")
+
+
+def _hex_atr(text: str) -> bytes:
+    """argparse type of ``--atr``: hex bytes, spaces and colons allowed."""
+    try:
+        atr = bytes.fromhex(text.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex bytes: {text!r}") from None
+    if not 2 <= len(atr) <= 33:
+        raise argparse.ArgumentTypeError(f"an ATR is 2 to 33 bytes, not {len(atr)}")
+    return atr
+
+
+def _port(text: str) -> int:
+    """argparse type of a TCP port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {port}")
+    return port
 
 
 def default_state_dir() -> Path:
@@ -126,7 +225,7 @@ def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object
 def cmd_list(args: argparse.Namespace) -> int:
     virtual = None
     if args.virtual_card:
-        virtual = VirtualCard(args.virtual_card, args.state_dir)
+        virtual = VirtualCard(args.virtual_card, _state_dir(args.state_dir))
     manager = CardManager(_policy(args), virtual=virtual)
     try:
         if virtual is None:
@@ -143,8 +242,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 log.error("%s: %s", token.reader, exc)
         readers, problems = manager.readers(), manager.problems()
     except TransportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     finally:
         manager.stop()
     if args.json:
@@ -166,17 +264,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_virtual_card(args: argparse.Namespace) -> int:
-    atr = bytes.fromhex(args.atr.replace(" ", "").replace(":", "")) if args.atr else None
     card: CardSide
     if args.replay:
         try:
             card = RecordedCard.load(args.replay)
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise CliError(f"--replay {exc}") from None
         description = f"{card.name} (from {args.replay})"
     else:
-        card = VirtualCard(args.profile, args.state_dir, atr=atr, token_label=args.label,
+        card = VirtualCard(args.profile, _state_dir(args.state_dir), atr=args.atr, token_label=args.label,
                            pkcs15=not args.no_pkcs15)
         description = f"virtual card {args.profile} (serial {card.identity.serial})"
     card.faults.delay = args.slow_ms / 1000.0
@@ -235,9 +331,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from . import formats
     from .signer import CardSigner
 
-    content = args.infile.read_bytes()
+    content = _read_input(args.infile, "--in")
+    _check_output(args.outfile, "--out")
+    if args.type == "pades":
+        _check_pdf(content, args.infile)
     size = len(content)
-    virtual = VirtualCard(args.virtual_card, args.state_dir) if args.virtual_card else None
+    virtual = VirtualCard(args.virtual_card, _state_dir(args.state_dir)) if args.virtual_card else None
     manager = CardManager(_policy(args), virtual=virtual)
     hash_algorithm = args.hash.upper().replace("-", "")
     try:
@@ -271,9 +370,23 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return 2
     finally:
         manager.stop()
-    args.outfile.write_bytes(output)
+    try:
+        args.outfile.write_bytes(output)
+    except OSError as exc:
+        raise CliError(f"--out {args.outfile}: {_why(exc)} (the signature was not written)") from None
     print(f"wrote {args.outfile} ({len(output)} bytes)", file=sys.stderr)
     return 0
+
+
+def _check_pdf(content: bytes, path: Path) -> None:
+    """``--type pades`` needs a PDF that pyHanko can read: say so before the PIN prompt, not after."""
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        len(PdfFileReader(io.BytesIO(content)).embedded_signatures)  # what sign_pdf reads first
+    except (PdfError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"--in {path}: not a PDF that can be signed ({exc})") from None
 
 
 async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -> bytes:
@@ -295,24 +408,32 @@ async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from lxml.etree import LxmlError
+    from pyhanko.pdf_utils.misc import PdfError
+
     from card import load_pem_certificates
 
     from .verify import verify_bytes
 
+    trust = []
+    for path in args.trust or []:
+        try:
+            found = load_pem_certificates(_read_input(path, "--trust"), str(path))
+        except (ValueError, CardError) as exc:
+            raise CliError(f"--trust {exc}") from None
+        if not found:
+            raise CliError(f"--trust {path}: no PEM certificate in it")
+        trust += found
+    detached = _read_input(args.detached, "--detached") if args.detached else None
+    data = _read_input(args.file)
     try:
-        trust = []
-        for path in args.trust or []:
-            trust += load_pem_certificates(path.read_bytes(), str(path))
-            if not trust:
-                raise ValueError(f"{path}: no PEM certificate in it")
-        detached = args.detached.read_bytes() if args.detached else None
-        reports = verify_bytes(args.file.read_bytes(), detached, trust)
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        reports = verify_bytes(data, detached, trust)
+    except PdfError as exc:
+        raise CliError(f"{args.file}: not a readable PDF ({exc})") from None
+    except LxmlError as exc:
+        raise CliError(f"{args.file}: not well-formed XML ({exc})") from None
     except (ValueError, CardError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"{args.file}: {exc}") from None
     for report in reports:
         print(report.text())
     return 0 if all(r.ok for r in reports) else 1
@@ -321,24 +442,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
+    if args.config is not None:
+        _check_config(args.config)
+    _state_dir(args.state_dir)
     return serve(args)
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
     from .trust import run
 
+    _state_dir(args.state_dir, write=args.action == "install")
     return run(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other error of this command (usage is one --help away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {inert_line(message, limit=1000)} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="digisign-web", description=__doc__)
+    parser = _Parser(prog="digisign-web", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the local HTTPS signing server")
     p.add_argument("--config", type=Path, help="DigiSign.conf-style settings file")
     p.add_argument("--state-dir", type=Path, default=default_state_dir())
-    p.add_argument("--port", type=int, default=None,
+    p.add_argument("--port", type=_port, default=None,
                    help="first HTTPS port to try (default: httpsPorts, i.e. 53952, then 23124, then 8089)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
                    help="serve an in-process virtual card instead of PC/SC readers")
@@ -395,9 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("virtual-card", help="plug the virtual FINEID card into pcscd through vpcd")
     p.add_argument("--profile", choices=VIRTUAL_PROFILES, default="fineid-v4")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=vpcd.DEFAULT_PORT)
+    p.add_argument("--port", type=_port, default=vpcd.DEFAULT_PORT)
     p.add_argument("--state-dir", type=Path, default=default_state_dir())
-    p.add_argument("--atr", help="present this ATR instead of the profile's (tests unknown-card handling)")
+    p.add_argument("--atr", type=_hex_atr,
+                   help="present this ATR instead of the profile's (tests unknown-card handling)")
     p.add_argument("--label", default="FINEID", help="TokenInfo label (default FINEID)")
     p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
     p.add_argument("--no-pkcs15", action="store_true",
@@ -427,6 +560,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (CliError, OSError) as exc:
+        # OSError: a file or directory that went bad past the checks (e.g. a state directory's tls/ that
+        # another user owns). The traceback is for -vv only.
+        log.debug("%s", exc, exc_info=True)
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            message = f"{where}{_why(exc)}"
+        else:
+            message = str(exc)
+        print(f"error: {inert_line(message, limit=1000)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
