@@ -39,6 +39,7 @@ from . import formats, policy
 from .dialog import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
 from .settings import Settings
 from .signer import CardSigner
+from .text import inert
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,8 @@ def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsReq
         selector = policy.parse_selector(selector_value, fields.get("strictKeyPolicy"))
     except policy.SelectorError as exc:
         raise ScsFailure(400, f"invalid selector: {exc}") from None
-    request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector,
-                         info[:2000] if info else None, version)
+    # info is the page's free text: kept only as shown, inert and capped at INFO_LIMIT (text.py)
+    request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector, inert(info) or None, version)
     try:
         formats.preflight(signature_type, request.sign_request)
     except formats.FormatError as exc:

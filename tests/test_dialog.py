@@ -135,6 +135,7 @@ def test_inert_survives_undecodable_header_bytes() -> None:
 @given(st.text(alphabet=st.characters(exclude_categories=()), max_size=3000))  # surrogates too
 def test_inert_output_is_always_inert(text: str) -> None:
     shown = inert(text)
+    assert inert(shown) == shown  # idempotent: the service and the dialog may both apply it
     assert len(shown) <= INFO_LIMIT and shown.count("\n") < INFO_LINES
     assert "\n\n\n" not in shown
     shown.encode()  # no lone surrogates left
