@@ -25,6 +25,7 @@ from .dialog import AutoDialog, Dialog, TerminalDialog
 from .playground import add_routes as add_playground_routes
 from .scs import CardState, ScsFailure, SigningService, failure, parse_json, parse_request, version_payload
 from .settings import Settings, load_settings
+from .text import inert_line
 from .tls import ensure_tls, server_context
 from .trust import is_trusted_anywhere
 from .webdialog import WebDialog
@@ -139,13 +140,15 @@ async def sign(request: web.Request) -> web.Response:
             del fields
         else:
             raise ScsFailure(400, f"method {request.method} is not used by SCS")
-        log.info("sign request from %s: %s/%s/%s, %d bytes", origin or "(no origin)", scs_request.signature_type,
+        log.info("sign request from %s: %s/%s/%s, %d bytes", inert_line(origin) or "(no origin)",
+                 scs_request.signature_type,
                  scs_request.content_type, scs_request.hash_algorithm, len(scs_request.content))
         result = await service.sign(scs_request, origin)
-        log.info("sign request from %s: signed", origin or "(no origin)")
+        log.info("sign request from %s: signed", inert_line(origin) or "(no origin)")
         return _json(result)
     except ScsFailure as exc:
-        log.info("sign request from %s: failed %d: %s", origin or "(no origin)", exc.code, exc.text)
+        log.info("sign request from %s: failed %d: %s", inert_line(origin) or "(no origin)", exc.code,
+                 inert_line(exc.text, 1000))  # header text (the origin) inert in the log, see text.py
         return _json(failure(settings.scs_version, exc.code, exc.text))
     except Exception:
         log.exception("internal error while signing")
