@@ -40,8 +40,6 @@ SAN_NAMES = ("localhost",)
 SAN_IPS = ("127.0.0.1", "::1")
 PERMITTED_NAMES = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),
                    x509.IPAddress(ipaddress.ip_network("::1/128")))
-CA_NAME = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "digisign-web"),
-                     x509.NameAttribute(NameOID.COMMON_NAME, "digisign-web local CA")])
 
 
 @dataclass(frozen=True)
@@ -124,15 +122,21 @@ def ca_problems(cert: x509.Certificate, now: dt.datetime | None = None) -> list[
 
 def _new_ca(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
+    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    # A subject of its own (serialNumber = the key id): NSS files certificates by subject, so a CA that shared
+    # its name with the one it replaces could not be told apart from it (or removed alone) in a browser store.
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "digisign-web"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "digisign-web local CA"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, key_id.digest.hex()[:16])])
     cert = (
-        x509.CertificateBuilder().subject_name(CA_NAME).issuer_name(CA_NAME).public_key(key.public_key())
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.NameConstraints(permitted_subtrees=list(PERMITTED_NAMES), excluded_subtrees=None),
                        critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(key_id, critical=False)
         .sign(key, hashes.SHA256())
     )
     return key, cert

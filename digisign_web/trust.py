@@ -208,15 +208,18 @@ def _nss_status(store: Store, fp: str | None, timeout: float = 30) -> Result:
     reason = _db_missing_reason(store)
     if reason:
         return Result(store, NOT_TRUSTED, False, reason)
-    ours = [(n, t) for n, t in _list(store, timeout) if _ours(n)]
-    old = [n for n, _ in ours if fp is None or n != nickname(fp)]
-    if fp is not None:
-        current = nickname(fp)
-        for nick, trust in ours:
-            if nick == current and "C" in trust.split(",")[0] and _has_cert(store, nick, fp, timeout):
-                if old:
-                    return Result(store, ALSO_OLD, True, ", ".join(old))
-                return Result(store, TRUSTED, True)
+    # By fingerprint, not nickname: the current CA added by hand under another of our nicknames counts too.
+    current, trusted, old = [], False, []
+    for nick, flags in _list(store, timeout):
+        if not _ours(nick):
+            continue
+        if fp is not None and _has_cert(store, nick, fp, timeout):
+            current.append(nick)
+            trusted = trusted or "C" in flags.split(",")[0]
+        elif nick not in current:
+            old.append(nick)
+    if trusted:
+        return Result(store, ALSO_OLD, True, ", ".join(old)) if old else Result(store, TRUSTED, True)
     if old:
         return Result(store, OLD_ONLY, False, ", ".join(old))
     return Result(store, NOT_TRUSTED, False)

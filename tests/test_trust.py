@@ -408,8 +408,8 @@ def test_install_swaps_an_old_ca_in_every_store(home: Path, state: Path, system:
                     str(old_pem)], check=True)
     target.parent.mkdir(parents=True)
     shutil.copyfile(old_pem, target)
-    assert [r.status for r in trust.status(old_pem, trust.find_stores(home, system=True))] == [
-        trust.OLD_ONLY, trust.TRUSTED, trust.TRUSTED]  # the legacy nickname counts as an old CA
+    # Before the upgrade all three trust the old CA (found by fingerprint, also under the legacy nickname).
+    assert [r.status for r in trust.status(old_pem, trust.find_stores(home, system=True))] == [trust.TRUSTED] * 3
 
     assert cli.main(["trust", "install", "--system", "--state-dir", str(state)]) == 0
     out = capsys.readouterr().out
@@ -439,3 +439,13 @@ def test_status_flags_a_store_that_still_trusts_an_old_ca(home: Path, state: Pat
     assert f"{trust.ALSO_OLD} (digisign-web)" in out and "swaps it for the current one" in out
     assert cli.main(["trust", "install", "--state-dir", str(state)]) == 0
     assert statuses(ca, home) == {db: trust.TRUSTED for db in dbs(home)}
+
+
+def test_the_current_ca_added_by_hand_counts_as_trusted(home: Path, state: Path) -> None:
+    """certs/README.md's manual certutil command: found by fingerprint, and `install` renames it to ours."""
+    ca = ensure_tls(state).ca_cert
+    subprocess.run(["certutil", "-A", "-d", f"sql:{home / PROFILE}", "-n", "digisign-web local CA", "-t", "C,,",
+                    "-i", str(ca)], check=True)
+    assert statuses(ca, home)[home / PROFILE] == trust.TRUSTED
+    trust.install(ca, trust.find_stores(home, system=False))
+    assert list(ours(home / PROFILE)) == [f"digisign-web local CA {sha256(ca)[:8]}"]
