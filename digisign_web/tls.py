@@ -104,8 +104,7 @@ def ca_problems(cert: x509.Certificate, now: dt.datetime | None = None) -> list[
     constraints = name_constraints(cert)
     wanted = [f"{'DNS' if isinstance(n, x509.DNSName) else 'IP'}:{n.value}" for n in PERMITTED_NAMES]
     if constraints is None:
-        problems.append("no name constraints (made by an earlier digisign-web): "
-                        "a certificate its key signs for any site is trusted")
+        problems.append("no name constraints (an earlier version's CA: its key can sign for any site)")
     elif not constraints[0] or sorted(constraints[1]) != sorted(wanted):
         problems.append(f"name constraints other than {', '.join(wanted)} (critical)")
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
@@ -215,9 +214,8 @@ def ensure_tls(state_dir: Path) -> TlsFiles:
             log.info("created the local TLS CA %s (valid %d days)", files.ca_cert, CA_DAYS)
         else:
             files = TlsFiles(files.ca_cert, files.cert, files.key, ca_replaced=problem)
-            log.warning("replaced the local TLS CA %s with a new, name-constrained one (the old CA: %s); run "
-                        "`digisign-web trust install` so that browsers trust the new one instead",
-                        files.ca_cert, problem)
+            log.warning("replaced the local TLS CA %s with a new, name-constrained one (the old CA: %s); "
+                        "browsers trust the new one after `digisign-web trust install`", files.ca_cert, problem)
     else:
         ca_key, ca_cert = loaded
         os.chmod(ca_key_path, 0o600)

@@ -3,7 +3,8 @@
 Chromium/Chrome and Firefox on Linux do not read the system store for TLS server roots: each uses an NSS
 database (``~/.pki/nssdb`` and one per Firefox profile), so the CA is added to every one of them with
 ``certutil`` (Debian's libnss3-tools). The nickname carries the start of the CA's SHA-256 fingerprint,
-which makes a re-install idempotent and lets ``status`` tell the current CA from one that was regenerated.
+which makes a re-install idempotent; ``status`` compares the certificates' fingerprints, so it tells the
+current CA from one that was regenerated whatever the nickname.
 ``--system`` also installs it for curl, Python and other OpenSSL/GnuTLS clients via ``update-ca-certificates``.
 
 ``install`` first brings the CA up to date (``tls.ensure_tls``): a CA of an earlier version, which had no
