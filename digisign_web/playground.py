@@ -3,7 +3,8 @@
 They let the playground show what browser JavaScript cannot do well: verify CMS/XML (with the verify
 module, i.e. pyHanko and signxml), decode certificates, and prepare/finish a PAdES PDF around a
 ``cms-pades`` signature exactly as a relying party would. None of them touches the card. They answer only
-the playground's own origin, and keep at most a few PDFs in memory for a few minutes.
+the playground's own origin (the server's middleware refuses cross-site requests), read at most
+``PDF_LIMIT`` bytes of a PDF however it is sent, and keep at most a few PDFs in memory for a few minutes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from card import CardCertificate, CardError, ecdsa_raw_to_der
 
+from .limits import BodyTooLarge, read_limited
+from .scs import ScsFailure, parse_json
 from .signer import HASHES
 from .verify import verify_bytes
 
@@ -36,11 +39,23 @@ PDF_SESSIONS = 8
 PDF_TTL = 600.0
 
 
-def _same_origin(request: web.Request) -> None:
-    site = request.headers.get("Sec-Fetch-Site")
-    origin = request.headers.get("Origin")
-    if site not in (None, "same-origin") or (origin is not None and origin != f"{request.scheme}://{request.host}"):
-        raise web.HTTPForbidden(text="the playground helpers answer the playground page only")
+async def _read(request: web.Request, limit: int) -> bytearray:
+    """The body, counting the bytes actually read (a chunked upload sends no Content-Length): 413 past
+    the limit."""
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1) from None
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """A JSON object body (the SCS parser's rules: 400 for bad or too deeply nested JSON)."""
+    from .server import SETTINGS
+
+    try:
+        return parse_json(await _read(request, request.app[SETTINGS].max_request_bytes))
+    except ScsFailure as exc:
+        raise web.HTTPBadRequest(text=exc.text) from None
 
 
 def describe_certificate(cert: CardCertificate) -> dict[str, Any]:
@@ -91,14 +106,7 @@ def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: s
 
 async def verify(request: web.Request) -> web.Response:
     """Check an SCS answer: {signatureType, signature, content, contentType, hashAlgorithm, chain}."""
-    _same_origin(request)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="JSON expected") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="JSON object expected")
-    return web.json_response(await _verify_data(data))
+    return web.json_response(await _verify_data(await _json_object(request)))
 
 
 async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +176,6 @@ class PdfFlow:
             self._jobs.pop(next(iter(self._jobs)))
 
     async def prepare(self, request: web.Request) -> web.Response:
-        _same_origin(request)
         from asn1crypto import x509 as asn1_x509
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
         from pyhanko.pdf_utils.reader import PdfFileReader
@@ -177,9 +184,7 @@ class PdfFlow:
         hash_name = request.query.get("hashAlgorithm", "SHA256").upper()
         if hash_name not in ("SHA256", "SHA384", "SHA512"):
             raise web.HTTPBadRequest(text="hashAlgorithm: SHA256, SHA384 or SHA512")
-        if request.content_length and request.content_length > PDF_LIMIT:
-            raise web.HTTPRequestEntityTooLarge(max_size=PDF_LIMIT, actual_size=request.content_length)
-        pdf = await request.read()
+        pdf = bytes(await _read(request, PDF_LIMIT))
         if not pdf.startswith(b"%PDF"):
             raise web.HTTPBadRequest(text="that is not a PDF")
         leaf_b64 = request.query.get("cert")
@@ -202,12 +207,8 @@ class PdfFlow:
                                   "digest": base64.b64encode(prepared.document_digest).decode()})
 
     async def finish(self, request: web.Request) -> web.Response:
-        _same_origin(request)
-        try:
-            data = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text="JSON expected") from None
-        job = self._jobs.pop(str(data.get("job", "")), None) if isinstance(data, dict) else None
+        data = await _json_object(request)
+        job = self._jobs.pop(str(data.get("job", "")), None)
         if job is None:
             raise web.HTTPGone(text="that PDF job has expired; start again")
         cms = _b64(data.get("cms"), "cms")

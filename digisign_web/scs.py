@@ -255,11 +255,31 @@ def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsReq
     return request
 
 
+MAX_JSON_DEPTH = 32  # an SCS request nests 3 deep (object, selector, list)
+
+
 def parse_json(body: bytes | bytearray) -> dict[str, Any]:
+    """A JSON object, or ScsFailure(400), also for JSON nested deeper than MAX_JSON_DEPTH (which could
+    otherwise exhaust the parser's recursion and answer 500)."""
+    too_deep = ScsFailure(400, f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ScsFailure(400, f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise too_deep from None
+    # Depth-first with one iterator per level (no recursion, memory O(depth)); skipped when the body has
+    # too few brackets to nest that deep, as every ordinary request (base64 has none).
+    stack = [iter((value,))] if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH else []
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, dict | list):
+                if len(stack) > MAX_JSON_DEPTH:
+                    raise too_deep
+                stack.append(iter(item.values() if isinstance(item, dict) else item))
+                break
+        else:
+            stack.pop()
     if not isinstance(value, dict):
         raise ScsFailure(400, "the request body must be a JSON object")
     return value

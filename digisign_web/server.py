@@ -22,6 +22,7 @@ from card import CardManager, CardPolicy, VirtualCard
 
 from . import policy
 from .dialog import AutoDialog, Dialog, TerminalDialog
+from .limits import BodyTooLarge, ConnectionLimits, connection_of, fd_budget, limit_log_repeats, read_limited
 from .playground import add_routes as add_playground_routes
 from .scs import CardState, ScsFailure, SigningService, failure, parse_json, parse_request, version_payload
 from .settings import Settings, load_settings
@@ -36,7 +37,14 @@ log = logging.getLogger(__name__)
 
 HOSTS = ("127.0.0.1", "::1")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-SCS_PATHS = ("/version", "/sign")
+SCS_PATHS = ("/version", "/sign")  # CORS for the origins allowedOrigins admits
+CROSS_ORIGIN_PATHS = ("/websigner",)  # forms from relying parties: its handler checks the sender
+NAVIGABLE = ("/", "/dialog/{token}")  # pages a link on another site may open in a tab (never in a frame)
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+FRAME_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                 "Content-Security-Policy": "frame-ancestors 'none'"}
+BACKLOG = 4096  # a burst of connections waits in the kernel (up to net.core.somaxconn) instead of being dropped
 
 SERVICE = web.AppKey("signing_service", SigningService)
 STATE = web.AppKey("card_state", CardState)
@@ -63,32 +71,104 @@ def _json(data: dict[str, Any]) -> web.Response:
     return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
+def own_origins(request: web.Request) -> set[str]:
+    """This server's origins as a browser names them: the scheme and port the request came in on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = str(sockname[1]) if sockname else request.host.rpartition(":")[2]
+    names = {f"{request.scheme}://{name}:{port}" for name in LOOPBACK_NAMES}
+    if port == ("443" if request.secure else "80"):
+        names |= {f"{request.scheme}://{name}" for name in LOOPBACK_NAMES}
+    return names
+
+
+def cross_site(request: web.Request) -> bool:
+    """Whether a browser sent this request on behalf of another site, or of another port of localhost.
+
+    ``Sec-Fetch-Site`` decides where the browser sends it; ``Origin`` where it does not (and an Origin
+    naming someone else is refused either way). ``Origin: null`` passes only with ``same-origin``: that is
+    our own result page's form post under ``Referrer-Policy: no-referrer``.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site not in (None, "same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None or origin in own_origins(request):
+        return False
+    return not (origin == "null" and site == "same-origin")
+
+
+def _top_level_navigation(request: web.Request) -> bool:
+    return (request.method == "GET" and request.headers.get("Sec-Fetch-Mode") == "navigate"
+            and request.headers.get("Sec-Fetch-Dest") == "document")
+
+
+def _harden(response: web.StreamResponse) -> None:
+    """Headers every answer carries unless its handler chose its own: no framing, no MIME sniffing."""
+    for name, value in FRAME_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _scs_cors(response: web.StreamResponse, request: web.Request, origin: str | None, allowed: bool) -> None:
+    """CORS (D3) for the SCS endpoints, for origins that allowedOrigins admits; never credentials."""
+    response.headers["Vary"] = "Origin"
+    if not (origin and allowed):
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Content-Type, Accept")
+        response.headers["Access-Control-Max-Age"] = "600"
+        if request.headers.get("Access-Control-Request-Private-Network"):
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Host check for every path; CORS for the SCS endpoints (the echoed Origin, never credentials)."""
+    """Host check for every path; CORS on the SCS endpoints only; every other route except the static
+    files and the WebSigner entry refuses cross-site requests (a link may still open a page in a tab)."""
     settings = request.app[SETTINGS]
-    if not _host_ok(request):
-        log.warning("refused a request with Host %r (DNS rebinding?)", request.headers.get("Host"))
-        # SCS clients read failures from a 200 JSON body; other paths get a plain 403.
-        return web.json_response(failure(settings.scs_version, 403, "the Host header does not name this local "
-                                                                    "server (localhost, 127.0.0.1 or [::1])"),
-                                 status=200 if request.path in SCS_PATHS else 403)
-    origin = request.headers.get("Origin")
-    if request.method == "OPTIONS":
-        response: web.StreamResponse = web.Response(status=204)
-    else:
-        response = await handler(request)
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "Content-Type, Accept")
-            response.headers["Access-Control-Max-Age"] = "600"
-            if request.headers.get("Access-Control-Request-Private-Network"):
-                response.headers["Access-Control-Allow-Private-Network"] = "true"
+    connection = connection_of(request)
+    if connection is not None:
+        connection.request_started(request)  # the head is in: from here the body timeouts apply
+    try:
+        if not _host_ok(request):
+            log.warning("refused a request with Host %r (DNS rebinding?)", request.headers.get("Host"))
+            # SCS clients read failures from a 200 JSON body; other paths get a plain 403.
+            response: web.StreamResponse = web.json_response(
+                failure(settings.scs_version, 403, "the Host header does not name this local server (localhost, "
+                                                   "127.0.0.1 or [::1])"),
+                status=200 if request.path in SCS_PATHS else 403)
+        elif request.path in SCS_PATHS:
+            origin = request.headers.get("Origin")
+            allowed = origin is not None and policy.origin_allowed(origin, settings.allowed_origins)
+            if request.method == "OPTIONS" and not allowed:
+                response = web.Response(status=403, text="origin not allowed (allowedOrigins)")
+            else:
+                response = await handler(request)
+            _scs_cors(response, request, origin, allowed)
+        elif request.path.startswith("/static/") or request.path in CROSS_ORIGIN_PATHS:
+            response = await handler(request)
+        elif cross_site(request) and not (_route(request) in NAVIGABLE and _top_level_navigation(request)):
+            log.warning("refused a cross-site request for %s (Origin %s, Sec-Fetch-Site %s)", inert_line(request.path),
+                        inert_line(request.headers.get("Origin")), inert_line(request.headers.get("Sec-Fetch-Site")))
+            response = web.Response(status=403, text="This server's pages answer only its own pages.",
+                                    headers={"Cache-Control": "no-store"})
+        else:
+            response = await handler(request)
+    except web.HTTPException as exc:
+        _harden(exc)
+        raise
+    finally:
+        if connection is not None:
+            connection.request_done()
+    _harden(response)
     return response
+
+
+def _route(request: web.Request) -> str | None:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
 
 
 async def version(request: web.Request) -> web.Response:
@@ -110,16 +190,11 @@ def _origin(request: web.Request, settings: Settings) -> str | None:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytearray:
-    """The body, or 413 without reading it all when it is larger than the limit. A bytearray, not bytes:
-    converting would briefly double the largest buffer of the request."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ScsFailure(413, f"the request is larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 20):
-        body += chunk
-        if len(body) > limit:
-            raise ScsFailure(413, f"the request is larger than {limit} bytes")
-    return body
+    """The body, or 413 without reading it all when it is larger than the limit."""
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge as exc:
+        raise ScsFailure(413, str(exc)) from None
 
 
 async def sign(request: web.Request) -> web.Response:
@@ -179,6 +254,24 @@ def static_dir() -> Path:
     return Path(str(resources.files("static")))
 
 
+def add_static_routes(app: web.Application) -> None:
+    """``/static/<name>`` for scripts and style sheets only, readable from any origin (``import`` of
+    scs.mjs by an e-service page). The HTML pages there are templates: ``/`` and the dialog serve them,
+    with their security headers, so they are not served raw."""
+    files = {path.name: path for path in static_dir().iterdir() if path.suffix in STATIC_TYPES}
+
+    async def static_file(request: web.Request) -> web.FileResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Content-Type": STATIC_TYPES[path.suffix],
+                                               "Access-Control-Allow-Origin": "*",
+                                               "Cross-Origin-Resource-Policy": "cross-origin",
+                                               "Cache-Control": "no-cache"})
+
+    app.router.add_get("/static/{name}", static_file)
+
+
 def create_app(service: SigningService) -> web.Application:
     # client_max_size is above our own limit: _read_body enforces it with a JSON 413.
     app = web.Application(middlewares=[guard], client_max_size=service.settings.max_request_bytes + 1)
@@ -190,8 +283,9 @@ def create_app(service: SigningService) -> web.Application:
     app.router.add_route("POST", "/sign", sign)
     app.router.add_get("/", playground_page)
     add_playground_routes(app)
-    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
-    app.router.add_static("/static/", static_dir())
+    for path in SCS_PATHS:
+        app.router.add_route("OPTIONS", path, preflight)
+    add_static_routes(app)
     if isinstance(service.dialog, WebDialog):
         add_dialog_routes(app, service.dialog)
     add_websigner_routes(app, service)
@@ -207,9 +301,32 @@ def build_dialog(args: argparse.Namespace, settings: Settings) -> Dialog:
     return TerminalDialog()
 
 
-async def _bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any) -> int | None:
+class LimitedSite(web.BaseSite):
+    """A TCP site whose connections pass :class:`~.limits.ConnectionLimits` (this user only, caps,
+    deadlines) before aiohttp sees them; TLS starts only for admitted connections."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, ssl_context: Any, limits: ConnectionLimits):
+        super().__init__(runner, ssl_context=ssl_context, backlog=BACKLOG)
+        self._host, self._port, self._limits = host, port, limits
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{'https' if self._ssl_context else 'http'}://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limits.protocol_factory(server, self._ssl_context), self._host, self._port, backlog=self._backlog)
+
+
+async def _bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any,
+                limits: ConnectionLimits | None = None) -> int | None:
+    limits = limits or ConnectionLimits()
     for port in ports:
-        sites = [web.TCPSite(runner, host, port, ssl_context=ssl_context) for host in HOSTS]
+        sites = [LimitedSite(runner, host, port, ssl_context, limits) for host in HOSTS]
         try:
             await sites[0].start()
         except OSError as exc:
@@ -250,11 +367,15 @@ async def _run(args: argparse.Namespace) -> int:
     manager.start()
     if virtual is not None:
         await asyncio.to_thread(state.refresh, manager.virtual_reader)
+    limit_log_repeats()
     runner = web.AppRunner(create_app(service), access_log=None, handler_cancellation=True)
     await runner.setup()
     https_ports = (args.port, *[p for p in settings.https_ports if p != args.port]) if args.port \
         else settings.https_ports
-    port = await _bind(runner, https_ports, server_context(files))
+    limits = ConnectionLimits(max_connections=fd_budget())
+    if not limits.check_peer:
+        log.warning("this system cannot tell which local user a connection comes from: other users are not refused")
+    port = await _bind(runner, https_ports, server_context(files), limits)
     if port is None:
         print(f"error: none of the ports {https_ports} is free", file=sys.stderr)
         await runner.cleanup()
@@ -264,7 +385,7 @@ async def _run(args: argparse.Namespace) -> int:
         service.dialog.base_url = f"https://localhost:{port}"
     print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
     if settings.http_ports:
-        http_port = await _bind(runner, settings.http_ports, None)
+        http_port = await _bind(runner, settings.http_ports, None, limits)
         if http_port:
             print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
     print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
@@ -277,6 +398,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await asyncio.Event().wait()
     finally:
+        limits.close()
         await runner.cleanup()
         manager.stop()
     return 0

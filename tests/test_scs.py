@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from card import CardCertificate, CardManager, VirtualCard
 from digisign_web.dialog import DialogAnswer, DialogRequest
+from digisign_web.policy import origin_allowed
 from digisign_web.scs import CardState, ScsFailure, SigningService, parse_json, parse_request
 from digisign_web.server import create_app
 from digisign_web.settings import Settings
@@ -81,8 +82,10 @@ class Server:
         response = await self.client.post("/sign", data=data, headers=h)
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("application/json")
-        if origin:
+        if origin and origin_allowed(origin, self.service.settings.allowed_origins):
             assert response.headers["Access-Control-Allow-Origin"] == origin
+        else:  # CORS only for the origins allowedOrigins admits
+            assert "Access-Control-Allow-Origin" not in response.headers
         return await response.json()
 
 
