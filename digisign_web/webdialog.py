@@ -27,7 +27,9 @@ claims it. The first good claim gets an HttpOnly, SameSite=Strict cookie; after 
 claim answer 410. The page's API needs that cookie, the CSRF token and a same-origin request.
 
 Lifetime. A dialog not claimed within ``SHOW_TIMEOUT`` seconds of being handed to the browser ends
-(:class:`DialogNotShown`): the signing service fails the request and counts it like a cancel. WebSigner
+(:class:`DialogNotShown`), and so does a WebSigner dialog whose tab does not load it within ``LOAD_TIMEOUT``
+of its redirect (a browser follows at once; a client that left never does): the signing service fails the
+request and counts it like a cancel. WebSigner
 shows its page *before* the operation queues for the card (:meth:`WebDialog.reserve`), so a page that is
 never shown never holds the card. Closing the page (or leaving it) before answering cancels at once.
 
@@ -65,6 +67,7 @@ from .dialog import DialogAnswer, DialogRefused, DialogRequest
 log = logging.getLogger(__name__)
 
 SHOW_TIMEOUT = 10.0  # seconds from handing the dialog to the browser until its page must have claimed it
+LOAD_TIMEOUT = 3.0  # seconds for a tab redirected to its dialog (WebSigner) to load it: it does at once, or is gone
 MIN_VIEW = (300, 300)  # CSS pixels (width, height) the page needs before it claims; static/dialog.js has the same
 WAIT_POLL = 15.0  # seconds a waiting page's request for the details is held open before it asks again
 FINAL_GRACE = 30.0  # seconds a finished dialog still answers its page with the outcome
@@ -101,6 +104,7 @@ class _Session:
     after: str | None = None  # WebSigner: where the page goes when the dialog is over
     cookie: str = ""  # set by the one good claim
     launch_file: Path | None = None
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)  # a tab has requested the page
     claimed: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # the request's details are known
     answers: asyncio.Queue[DialogAnswer] = field(default_factory=asyncio.Queue)
@@ -140,7 +144,7 @@ class WebDialog:
             log.info("opening the signing dialog for %s", request.origin_text)
             launch = self._write_launch_file(session)
             await asyncio.to_thread(self._open, launch.as_uri())
-        await self._until_claimed(session)
+        await self._until_shown(session, redirected=request.present is not None)
         return await session.answers.get()
 
     async def reserve(self, present: Callable[[str], None], after: str | None) -> None:
@@ -157,7 +161,7 @@ class WebDialog:
         self._reserved[present] = session
         try:
             present(self._url(session))
-            await self._until_claimed(session)
+            await self._until_shown(session, redirected=True)
         except BaseException:
             self.release(present)
             raise
@@ -198,9 +202,14 @@ class WebDialog:
     def _url(self, session: _Session) -> str:
         return f"{self.base_url}/dialog/{session.token}#{session.key}"
 
-    async def _until_claimed(self, session: _Session) -> None:
+    async def _until_shown(self, session: _Session, redirected: bool) -> None:
+        """Until a tab claims the dialog. A redirected tab must also load it within LOAD_TIMEOUT: a client that
+        left before following its redirect frees its place in the queue within seconds."""
+        deadline = time.monotonic() + SHOW_TIMEOUT
         try:
-            await asyncio.wait_for(session.claimed.wait(), SHOW_TIMEOUT)
+            if redirected:
+                await asyncio.wait_for(session.loaded.wait(), LOAD_TIMEOUT)
+            await asyncio.wait_for(session.claimed.wait(), deadline - time.monotonic())
         except TimeoutError:
             log.info("the signing dialog was not shown within %.0f s; the request ends", SHOW_TIMEOUT)
             raise DialogNotShown(f"the dialog was not shown in a browser tab within {SHOW_TIMEOUT:.0f} s") from None
@@ -294,6 +303,7 @@ class WebDialog:
         if session.cookie or session.done:
             raise web.HTTPGone(text="This signing dialog is already open in another tab, or is over.",
                                headers=SECURITY_HEADERS)
+        session.loaded.set()
         template = resources.files("static").joinpath("dialog.html").read_text(encoding="utf-8")
         text = template.replace("{{csrf}}", session.csrf).replace("{{lang}}", html.escape(self.language or ""))
         return web.Response(text=text, content_type="text/html", headers=SECURITY_HEADERS)
@@ -304,11 +314,13 @@ class WebDialog:
         self._from_page(request, session, request.headers.get("X-CSRF-Token", ""), cookie=False)
         data = await _json_object(request)
         key = data.get("key")
-        if session.cookie or session.done:
+        if session.cookie:
             raise web.HTTPGone(text="This signing dialog is already open in another tab.", headers=SECURITY_HEADERS)
         if not isinstance(key, str) or not hmac.compare_digest(key.encode(), session.key.encode()):
             log.warning("a claim of a signing dialog without its key was refused")
             raise web.HTTPForbidden(text="not this dialog's key", headers=SECURITY_HEADERS)
+        if session.done:  # it ended before any tab took it (e.g. not shown in time): the page passes the outcome on
+            return web.json_response({"final": session.final, "next": session.after}, headers=SECURITY_HEADERS)
         session.cookie = secrets.token_urlsafe(32)
         session.claimed.set()
         self._remove_launch_file(session)

@@ -222,11 +222,15 @@
     try {
       if (!key) throw new Error("no key");
       await whenShowable();
-      await api("/claim", { key });
-      claimed = true;
-      do {
-        details = await api("/request"); // held open by the server while the request waits for the card
-      } while (details.waiting);
+      const claim = await api("/claim", { key });
+      if (claim.final) {
+        details = claim; // it ended before this page was shown: only its outcome is left to pass on
+      } else {
+        claimed = true;
+        do {
+          details = await api("/request"); // held open by the server while the request waits for the card
+        } while (details.waiting);
+      }
     } catch (e) {
       $("loading").hidden = true;
       finish({ result: "expired" });
