@@ -338,7 +338,7 @@ class RepeatLimit(logging.Filter):
             while len(self._seen) > self.kinds:
                 self._seen.popitem(last=False)
             if suppressed:
-                record.msg = f"{record.msg} [{suppressed} more like this in the last {self.window:.0f} s suppressed]"
+                record.msg = f"{record.msg} [{suppressed} more like this in the last {self.window:g} s suppressed]"
             return True
         state[1] += 1
         if state[1] <= self.burst:

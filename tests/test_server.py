@@ -1,12 +1,17 @@
-"""The local TLS identity (SAN, validity, key modes) and the quickstart server over a real TLS socket.
-The SCS handlers themselves are tested in test_scs.py."""
+"""The local TLS identity (SAN, validity, key modes), the quickstart server over a real TLS socket, and the
+server's limits that need no attack to check (log repeats, the open-file budget). The SCS handlers are tested
+in test_scs.py; the attacks on the server (cross-site reads, framing, other users, slowloris) in
+tests/security."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import json
+import logging
+import resource
 import signal
+import socket
 import ssl
 import stat
 import subprocess
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from digisign_web.limits import FD_RESERVE, MAX_CONNECTIONS, RepeatLimit
 from digisign_web.tls import ensure_tls, server_context
 from tests.conftest import ROOT, cli_env
 
@@ -44,7 +50,9 @@ def test_tls_identity(tmp_path: Path) -> None:
 
 def test_serve_quickstart_over_tls(tmp_path: Path) -> None:
     """The README's first command: HTTPS on loopback with a certificate the local CA vouches for."""
-    port = 53990
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "digisign_web", "serve", "--virtual-card", "fineid-v3",
                                 "--state-dir", str(tmp_path), "--port", str(port)],
                                cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -65,3 +73,37 @@ def test_serve_quickstart_over_tls(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=10)
     assert f"https://localhost:{port}/" in out and "ca.pem" in out
+
+
+def test_repeated_log_lines_are_limited() -> None:
+    """An attack repeats a few kinds of line: each kind passes `burst` times per window, then one line says
+    how many were left out. Lines that differ only in numbers are one kind; other kinds are unaffected."""
+    limit = RepeatLimit(burst=3, window=0.3)
+
+    def record(message: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("digisign_web.limits", logging.INFO, __file__, 1, message, args, None)
+
+    passed = [limit.filter(record("closed a connection from %s", f"127.0.0.{n}")) for n in range(10)]
+    assert passed == [True] * 3 + [False] * 7
+    tasks = [limit.filter(record(f"Task-{n} exception was never retrieved")) for n in range(5)]
+    assert tasks == [True] * 3 + [False] * 2
+    assert limit.filter(record("listening on port %d", 1))
+    time.sleep(0.35)
+    later = record("closed a connection from %s", "127.0.0.1")
+    assert limit.filter(later)
+    assert later.getMessage() == "closed a connection from 127.0.0.1 [7 more like this in the last 0.3 s suppressed]"
+
+
+def test_open_file_budget_raises_a_desktop_soft_limit() -> None:
+    """Started with a desktop session's soft limit of 1024, the server raises it toward the hard limit, so
+    that its connection cap fits."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    code = ("import resource; from digisign_web.limits import fd_budget; budget = fd_budget(); "
+            "print(budget, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    budget, soft = map(int, done.stdout.split())
+    wanted = MAX_CONNECTIONS + FD_RESERVE
+    expected_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    assert soft == expected_soft
+    assert budget == min(MAX_CONNECTIONS, soft - FD_RESERVE)

@@ -10,7 +10,8 @@
 * A chunked upload to the playground's PDF helper is cut at its 20 MiB limit (413), not read up to the
   100 MB request limit because it sends no Content-Length.
 
-The loops are bounded in count and in time, and only ever connect to 127.0.0.1.
+The loops are bounded in count and in time, and only ever connect to 127.0.0.1. The slowloris test prints
+its measurement with ``-s``; DIGISIGN_SLOWLORIS_CONNECTIONS changes the number of slow connections.
 """
 
 from __future__ import annotations
@@ -36,17 +37,17 @@ from digisign_web.limits import BODY_IDLE_TIMEOUT, HEAD_TIMEOUT
 from digisign_web.playground import PDF_LIMIT
 from tests.integration.test_scs_process import RunningServer
 
-SLOW_CONNECTIONS = 1100
-ATTACK_SECONDS = 30.0
+SLOW_CONNECTIONS = int(os.environ.get("DIGISIGN_SLOWLORIS_CONNECTIONS", "1100"))
+ATTACK_SECONDS = 32.0
 MAX_OPENS = 20 * SLOW_CONNECTIONS
-VERSION_TRIES = 7
-VERSION_BOUND = 5.0  # seconds; measured on the 2-CPU test VM: median 0.01 s, max 1.4-3.1 s (see the report)
+VERSION_TRIES = 12  # 2 s apart from 4 s into the attack: they span the server's drops and the re-opening bursts
+VERSION_BOUND = 5.0  # seconds; measured on a 2-CPU VM over 60 tries: median 0.011 s, max 1.8 s
 DROP_SLACK = 3.0  # the server sweeps once a second, the attacker looks once a second
 LOG_BOUND = 200_000  # bytes of server output during the whole attack
 
 MEASURE = """
 import json, ssl, sys, time, urllib.request
-port, ca, tries = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, ca, tries, interval = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 context = ssl.create_default_context(cafile=ca)
 result = []
 for _ in range(tries):
@@ -57,7 +58,7 @@ for _ in range(tries):
         result.append(time.perf_counter() - start)
     except Exception as exc:
         result.append(f"{type(exc).__name__} after {time.perf_counter() - start:.1f} s: {exc}")
-    time.sleep(0.5)
+    time.sleep(max(0.0, interval - (time.perf_counter() - start)))
 print(json.dumps(result))
 """
 
@@ -157,7 +158,8 @@ async def _slowloris(server: RunningServer) -> dict:
     async def measure() -> list:
         await asyncio.sleep(4.0)  # the first 1100 connections are open and slow by now
         process = await asyncio.create_subprocess_exec(sys.executable, "-c", MEASURE, str(server.port),
-                                                       str(server.ca), str(VERSION_TRIES), stdout=subprocess.PIPE)
+                                                       str(server.ca), str(VERSION_TRIES), "2.0",
+                                                       stdout=subprocess.PIPE)
         out, _ = await process.communicate()
         stats["held_while_measuring"] = len(held)
         return json.loads(out)
@@ -186,7 +188,7 @@ def test_slowloris_leaves_version_answering(desktop_server: RunningServer) -> No
              if answered else "never answered") + f"; all: {times}; opened {stats['opened']}, failed "
           f"{stats['failed']}, dropped by the server {stats['dropped']}; server log {tap.size} bytes")
     assert len(answered) == VERSION_TRIES and max(answered) <= VERSION_BOUND, times
-    assert stats["most_held"] >= 1000, stats["most_held"]  # the attack really held its connections
+    assert stats["most_held"] >= 0.9 * SLOW_CONNECTIONS, stats["most_held"]  # the attack really held them
     # Slow connections do not hold: the server closes each by its header timeout.
     assert stats["dropped"] >= SLOW_CONNECTIONS, stats["dropped"]
     assert max(stats["lifetimes"]) <= HEAD_TIMEOUT + DROP_SLACK, max(stats["lifetimes"])
