@@ -7,11 +7,11 @@ left and ``/version`` goes unanswered; the attack also grew the log by 92 MB in 
 socket passes through :class:`ConnectionLimits` before aiohttp sees it:
 
 * a client socket owned by another local user is closed at once, before TLS (:mod:`.peer`);
-* at most ``MAX_CONNECTIONS`` connections, ``MAX_PER_PEER`` per client address. When a new connection
-  would exceed a cap, the incomplete connection (request head or body still arriving) whose client has
-  been quiet longest is closed to make room: a slow client loses its own connections, and a fresh
-  request still gets in. Connections whose request is complete and being answered (e.g. waiting for
-  the PIN) are never evicted;
+* at most ``MAX_CONNECTIONS`` connections (fewer if the open-file limit cannot be raised enough), and
+  ``PEER_SHARE`` of them from one client address. When a new connection would exceed a cap, the
+  incomplete connection (request head or body still arriving) whose client has been quiet longest is
+  closed to make room: a slow client loses its own connections, and a fresh request still gets in.
+  Connections whose request is complete and being answered (e.g. waiting for the PIN) are never evicted;
 * the TLS handshake and the complete request head must arrive within ``HEAD_TIMEOUT`` of the accept
   (or of the previous response on a kept-alive connection);
 * a request body must keep arriving (``BODY_IDLE_TIMEOUT``) and be complete within ``BODY_TIMEOUT``.
