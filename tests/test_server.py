@@ -5,6 +5,7 @@ tests/security."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -20,9 +21,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 
-from digisign_web.limits import FD_RESERVE, MAX_CONNECTIONS, RepeatLimit
+from digisign_web.limits import FD_RESERVE, MAX_CONNECTIONS, ConnectionLimits, RepeatLimit
+from digisign_web.server import _bind
 from digisign_web.tls import ensure_tls, server_context
 from tests.conftest import ROOT, cli_env
 
@@ -107,3 +110,43 @@ def test_open_file_budget_raises_a_desktop_soft_limit() -> None:
     expected_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     assert soft == expected_soft
     assert budget == min(MAX_CONNECTIONS, soft - FD_RESERVE)
+
+
+async def test_a_full_house_of_slow_connections_makes_room(tmp_path: Path) -> None:
+    """Past the cap, the quietest incomplete connection is closed for a newcomer, so a fresh request still
+    gets its answer (the real-process slowloris test stays below the cap of a normal server)."""
+    files = ensure_tls(tmp_path)
+
+    async def version(request: web.Request) -> web.Response:
+        return web.Response(text="answered")
+
+    app = web.Application()
+    app.router.add_get("/version", version)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    limits = ConnectionLimits(max_connections=8)  # 6 per client address
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert await _bind(runner, (port,), server_context(files), limits) == port
+    context = ssl.create_default_context(cafile=str(files.ca_cert))
+    try:
+        slow = []
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost")
+            writer.write(b"GET /version HTTP/1.1\r\nHost: localhost\r\n")  # never finished
+            slow.append((reader, writer))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert len(limits.connections) <= limits.max_per_peer
+        closed = [reader for reader, _ in slow if reader.at_eof() or reader.exception() is not None]
+        assert len(closed) >= 20 - limits.max_per_peer
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost")
+        writer.write(f"GET /version HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"answered")
+        for _, w in [*slow, (reader, writer)]:
+            w.transport.abort()
+    finally:
+        limits.close()
+        await runner.cleanup()
