@@ -372,6 +372,8 @@ class SigningService:
             except TimeoutError as exc:
                 self.guard.record_cancel(origin or "")
                 raise TimedOut(str(exc)) from None
+            except DialogRefused as exc:
+                raise ScsFailure(403, str(exc)) from None
 
         try:
             async with self.queue.slot(show_first):

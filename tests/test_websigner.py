@@ -76,3 +76,26 @@ async def test_post_message_mode_escapes_the_payload(make_server) -> None:  # no
     data = re.search(r'<script type="application/json" id="websigner-result">(.*?)</script>', page).group(1)
     assert not set(data) & set("<>&\u2028\u2029")  # nothing in it can end, comment out or restart the element
     assert json.loads(data)["result"]["state"] == state and json.loads(data)["origin"] == RP
+
+
+async def test_subresources_start_nothing(make_server) -> None:  # noqa: F811 - the fixture
+    """An <img>, a script, a frame or a no-cors fetch says so in Sec-Fetch-*: refused before the form is read."""
+    server = await make_server()
+    for mode, dest in (("no-cors", "image"), ("no-cors", "script"), ("navigate", "iframe"), ("no-cors", "empty"),
+                       ("cors", "empty")):
+        response = await server.client.get("/websigner", params=form(), headers={
+            **HOST, "Origin": RP, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest, "Sec-Fetch-Site": "cross-site"})
+        assert response.status == 403 and "not from an image" in await response.text()
+    assert not server.dialog.requests
+    # A form that navigates a tab, and a client that sends no fetch metadata at all, are served.
+    for headers in ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}, {}):
+        response = await server.client.post("/websigner", data=form(), headers={**HOST, "Origin": RP, **headers})
+        assert hidden_fields(await response.text())["status"] == ["ok"]
+    assert len(server.dialog.requests) == 2
+
+
+async def test_state_is_capped(make_server) -> None:  # noqa: F811 - the fixture
+    server = await make_server()
+    response = await server.client.post("/websigner", data=form(state="s" * 4097), headers={**HOST, "Origin": RP})
+    assert response.status == 400 and "4096" in await response.text()
+    assert not server.dialog.requests

@@ -179,3 +179,19 @@ def test_dialog_in_finnish_on_a_phone(browser_factory, trusted_home, web_server:
     screenshot(page, "dialog-fi-phone")
     page.click("#cancel")
     assert pending.result(timeout=30)["reasonCode"] == 401
+
+
+def test_closing_the_dialog_cancels_at_once(page, web_server: WebServer) -> None:
+    pending = sign_later(web_server, {"content": b64("closed")})
+    open_dialog(page, web_server)
+    page.close(run_before_unload=True)
+    answer = pending.result(timeout=5)  # not after dialogTimeout (120 s)
+    assert (answer["status"], answer["reasonCode"]) == ("failed", 401) and "cancel" in answer["reasonText"]
+
+
+def test_a_dialog_nobody_shows_ends_after_ten_seconds(web_server: WebServer) -> None:
+    """The launcher opened nothing (no browser, a hidden tab): the request ends, and the card is free again."""
+    pending = sign_later(web_server, {"content": b64("unseen")})
+    web_server.next_dialog_url()
+    answer = pending.result(timeout=20)
+    assert answer["reasonCode"] == 401 and "not shown" in answer["reasonText"]

@@ -246,3 +246,33 @@ def test_playground_websigner_tab(browser_factory, trusted_home, web_server: Web
     assert "chain" in page.text_content("table") and "state" in page.text_content("table")  # all fields shown
     if signature_type == "signature":
         screenshot(page, "playground-websigner-result")
+
+
+def test_the_form_tab_waits_for_the_card_then_shows_its_dialog(rp_page, relying_party: RelyingParty,
+                                                                web_server: WebServer) -> None:
+    """WebSigner shows its page first and queues for the card after: while another dialog is open the tab
+    waits (its page is claimed, nothing else), and gets its own request as soon as the card is free."""
+    import asyncio
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    first = pool.submit(lambda: asyncio.run(web_server.server.post(
+        {"content": base64.b64encode(b"first").decode()}, origin="https://first.example")))
+    first_page = rp_page.context.new_page()
+    first_page.goto(web_server.next_dialog_url())
+    first_page.wait_for_selector("#request:not([hidden])")
+
+    form_fields(relying_party, b"second", "signature")
+    rp_page.goto(relying_party.origin + "/")
+    rp_page.click("#go")
+    rp_page.wait_for_url("**/dialog/**")
+    rp_page.wait_for_timeout(12000)  # longer than the 10 s in which a dialog must be shown: it was
+    assert rp_page.is_hidden("#request") and rp_page.is_visible("#loading")
+    first_page.fill("#pin", "123456")
+    first_page.click("#sign")
+    assert first.result(timeout=30)["status"] == "ok"
+    answer_dialog(rp_page)
+    assert rp_page.text_content("#origin") == relying_party.origin
+    rp_page.wait_for_selector("#thanks")
+    (fields,) = relying_party.received
+    assert fields["status"] == ["ok"] and fields["state"] == ["order-42"]

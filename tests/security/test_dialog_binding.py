@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from digisign_web import webdialog
+from digisign_web.webdialog import WebDialog
 from tests.browser.conftest import (  # noqa: F401 - the browser fixtures
     WebServer,
     browser_factory,
@@ -36,6 +38,7 @@ from tests.browser.conftest import (  # noqa: F401 - the browser fixtures
     trusted_home,
     web_server,
 )
+from tests.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4)
 USER_SITE = "https://eservice.example"
@@ -256,3 +259,24 @@ def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server
     assert traffic.paths("/dialog/"), "the attack never reached the server"
     # The user's own tab still gets the dialog, sees the request and signs.
     user_signs(browser, web_server, launched, pending)
+
+
+async def test_unshown_dialogs_end_soon_and_count_in_the_spam_guard(make_server, monkeypatch) -> None:  # noqa: F811
+    """In-process, with the show deadline shortened: a dialog that no tab claims ends long before dialogTimeout,
+    frees the card, and counts like a cancel, so a page cannot keep re-sending requests nobody sees."""
+    monkeypatch.setattr(webdialog, "SHOW_TIMEOUT", 0.3, raising=False)
+    launched: list[str] = []
+    dialog = WebDialog(timeout=2.0, open_url=launched.append)
+    server = await make_server(dialog=dialog, dialog_timeout=2.0, spam_cancel_limit=2)
+    dialog.base_url = f"https://{HOST['Host']}"
+    started = time.monotonic()
+    for _ in range(2):
+        answer = await server.sign({"content": base64.b64encode(b"unseen").decode()})
+        assert answer["reasonCode"] == 401 and "not shown" in answer["reasonText"], answer
+    assert time.monotonic() - started < 1.5  # 2 x 0.3 s, not 2 x dialogTimeout
+    assert len(launched) == 2 and all(url.startswith("file://") for url in launched)
+    assert not any(Path(urllib.parse.urlsplit(url).path).exists() for url in launched)  # bootstrap pages gone
+    answer = await server.sign({"content": base64.b64encode(b"again").decode()})
+    assert answer["reasonCode"] == 403 and "too many" in answer["reasonText"], answer
+    other = await server.sign({"content": base64.b64encode(b"x").decode()}, origin="https://other.example")
+    assert other["reasonCode"] == 401  # another origin is not punished

@@ -26,8 +26,11 @@ def test_post_message_delivers_the_exact_state(rp_page, relying_party: RelyingPa
         rp_page.goto(relying_party.origin + "/popup")
         with rp_page.expect_popup() as popup_info:
             rp_page.click("#go")
-        answer_dialog(popup_info.value)
+        popup = popup_info.value
+        answer_dialog(popup)
         rp_page.wait_for_function("document.getElementById('out').textContent.length > 0", timeout=20000)
+        if not popup.is_closed():
+            popup.wait_for_event("close")  # the result page closes itself; the next round opens a new one
         message = json.loads(rp_page.text_content("#out"))
         assert message["origin"].startswith("https://localhost:")
         assert message["data"]["status"] == "ok"
