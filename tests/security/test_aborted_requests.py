@@ -115,6 +115,7 @@ def test_aborted_requests_do_not_keep_others_waiting(web_server: WebServer) -> N
     # (a redirect to its dialog)? Asked every 0.25 s from the end of the burst.
     context = ssl.create_default_context(cafile=str(web_server.server.ca))
     head, body = _websigner_post(web_server, {"content": content}, origin="https://other.example")
+    busy_answers = 0
     while True:
         with socket.create_connection(("127.0.0.1", web_server.server.port)) as raw, \
                 context.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -124,13 +125,15 @@ def test_aborted_requests_do_not_keep_others_waiting(web_server: WebServer) -> N
         if b" 303 " in answer.split(b"\r\n", 1)[0]:
             break
         assert b"busy" in answer, answer.decode(errors="replace")[-1500:]
+        busy_answers += 1
         assert busy_for < 30, "legitimate WebSigner requests stayed busy"
         time.sleep(0.25)
 
     # A legitimate SCS request from a third page: its dialog opens now, not after the attack's dialogs.
     waited = _time_to_dialog(web_server)
-    print(f"\n24 aborted WebSigner requests in {burst:.2f} s; afterwards a legitimate WebSigner form was busy for "
-          f"{busy_for:.2f} s, and a legitimate SCS request got its dialog after {waited:.2f} s")
+    print(f"\n24 aborted WebSigner requests in {burst:.2f} s; afterwards a legitimate WebSigner form was taken "
+          f"{busy_for:.2f} s after the burst ({busy_answers} busy answers before), and a legitimate SCS request "
+          f"got its dialog after {waited:.2f} s")
     assert busy_for < 4.0, f"legitimate WebSigner requests were busy for {busy_for:.1f} s after the burst"
     assert waited < 3.0, f"the legitimate request waited {waited:.1f} s behind aborted requests"
 
