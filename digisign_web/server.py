@@ -29,7 +29,7 @@ from .settings import Settings, load_settings
 from .text import inert_line
 from .tls import ensure_tls, server_context
 from .trust import is_trusted_anywhere
-from .webdialog import WebDialog
+from .webdialog import WebDialog, top_level_navigation
 from .webdialog import add_routes as add_dialog_routes
 from .websigner import add_routes as add_websigner_routes
 
@@ -98,8 +98,7 @@ def cross_site(request: web.Request) -> bool:
 
 
 def _top_level_navigation(request: web.Request) -> bool:
-    return (request.method == "GET" and request.headers.get("Sec-Fetch-Mode") == "navigate"
-            and request.headers.get("Sec-Fetch-Dest") == "document")
+    return request.method == "GET" and top_level_navigation(request)
 
 
 def _harden(response: web.StreamResponse) -> None:

@@ -12,8 +12,10 @@ never in a request line, a log, a ``Referer`` or a ``Location`` seen by anyone b
   given the dialog's address: it gets ``file://…/<random>.html``, a bootstrap page written 0600 into a
   private 0700 directory (``$XDG_RUNTIME_DIR``, else a ``mkdtemp`` directory). Its name holds neither id nor
   key; its content, which only our own account can read, sends the browser on to ``/dialog/<id>#<key>``.
-  Another account that reads the command line learns a path it cannot open. (Helper defences such as the
-  server refusing TCP peers of other uids come on top of this; this one holds without them.)
+  Another account that reads the command line learns a path it cannot open. (The server also refuses TCP
+  peers of other uids; this defence holds without that.) A confined default browser (snap, flatpak) cannot
+  open files in our private directory, so it is handed ``/dialog/<id>#<key>`` itself: there the peer-uid
+  refusal is what keeps other accounts out (:func:`default_browser_is_confined`).
 * The WebSigner dialog reaches the requesting tab as the ``303`` answer to that tab's own form post: no
   launcher is involved, and the fragment rides along the redirect.
 
@@ -42,14 +44,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import html
 import logging
 import math
 import os
+import re
 import secrets
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 import weakref
@@ -80,6 +85,27 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "
 
 class DialogNotShown(TimeoutError):
     """No browser took the dialog within SHOW_TIMEOUT: nobody is looking at it."""
+
+
+@functools.cache
+def default_browser_is_confined() -> bool:
+    """Whether the desktop's default browser runs confined (snap, flatpak), so that it cannot open a file
+    in our private directory. Asked once: ``xdg-settings`` names snap launchers ``<snap>_<app>.desktop``
+    and flatpak ones by their reverse-DNS application id; ``$BROWSER`` may point into /snap or flatpak."""
+    if "/snap/" in os.environ.get("BROWSER", "") or "flatpak" in os.environ.get("BROWSER", ""):
+        return True
+    try:
+        answer = subprocess.run(["xdg-settings", "get", "default-web-browser"], capture_output=True, text=True,
+                                timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if not answer.endswith(".desktop"):
+        return False
+    name = answer.removesuffix(".desktop")
+    snap = re.fullmatch(r"[a-z0-9-]+_[a-z0-9-]+", name) is not None and Path("/snap/bin").is_dir()
+    flatpak = name.count(".") >= 2 and any(
+        Path(root, name).is_dir() for root in ("/var/lib/flatpak/app", Path.home() / ".local/share/flatpak/app"))
+    return snap or flatpak
 
 
 def top_level_navigation(request: web.BaseRequest) -> bool:
@@ -117,8 +143,10 @@ class WebDialog:
     """A :class:`~digisign_web.dialog.Dialog` that asks through a page of this server."""
 
     def __init__(self, timeout: float = 120.0, language: str = "",
-                 open_url: Callable[[str], object] = webbrowser.open, launch_dir: Path | None = None):
+                 open_url: Callable[[str], object] = webbrowser.open, launch_dir: Path | None = None,
+                 confined_browser: Callable[[], bool] | None = None):
         self.timeout = timeout
+        self._confined_browser = confined_browser or default_browser_is_confined
         self.language = language
         self.open_url = open_url
         self.base_url = ""  # set once the server knows its port
@@ -142,8 +170,13 @@ class WebDialog:
             request.present(self._url(session))
         else:
             log.info("opening the signing dialog for %s", request.origin_text)
-            launch = self._write_launch_file(session)
-            await asyncio.to_thread(self._open, launch.as_uri())
+            if await asyncio.to_thread(self._confined_browser):
+                # A snap or flatpak browser cannot read our private directory: it gets the address itself.
+                # Other accounts that read it from /proc are refused at the socket (peer-uid check).
+                await asyncio.to_thread(self._open, self._url(session))
+            else:
+                launch = self._write_launch_file(session)
+                await asyncio.to_thread(self._open, launch.as_uri())
         await self._until_shown(session, redirected=request.present is not None)
         return await session.answers.get()
 

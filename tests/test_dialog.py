@@ -192,3 +192,35 @@ async def test_terminal_dialog_shows_hostile_info_inert_on_a_pty() -> None:
     assert "Request from https://eservice.example. Choose a certificate" in screen.decode()
     assert "PIN2 for https://eservice.example (Enter to cancel): " in screen.decode()
     assert len(lines) < 30  # 1500 newlines from the page did not scroll the origin away
+
+
+def test_confined_browsers_are_recognised(monkeypatch, tmp_path) -> None:
+    """A snap/flatpak browser cannot open our private launch file, so it must be told apart."""
+    from digisign_web import webdialog
+
+    detect = webdialog.default_browser_is_confined.__wrapped__
+    monkeypatch.setenv("BROWSER", "/snap/bin/firefox")
+    assert detect()
+    monkeypatch.setenv("BROWSER", "")
+    fake = tmp_path / "xdg-settings"
+    fake.write_text("#!/bin/sh\necho firefox.desktop\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert not detect()  # a packaged Debian browser reads the private directory
+
+
+async def test_a_confined_browser_is_handed_the_dialog_address_itself() -> None:
+    from digisign_web.dialog import DialogRequest
+    from digisign_web.webdialog import WebDialog
+
+    opened: list[str] = []
+    dialog = WebDialog(timeout=5, open_url=opened.append, confined_browser=lambda: True)
+    dialog.base_url = "https://localhost:53952"
+    request = DialogRequest("https://rp.example", None, "signature", "data", "SHA256", 3, "ab" * 32, (), False)
+    task = asyncio.create_task(dialog.ask(request))
+    for _ in range(100):
+        if opened:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert opened and opened[0].startswith("https://localhost:53952/dialog/") and "#" in opened[0]
