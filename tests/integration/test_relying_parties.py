@@ -31,13 +31,12 @@ import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
 
 from card import CardCertificate
 from tests.integration.test_scs_process import RunningServer, start_server, stop
+from tests.test_formats import blank_pdf
 
 RSA_SIGNATURE_PROFILES = ["fineid-v3.1", "fineid-org", "fineid-v3-dual"]  # an RSA non-repudiation key
 RSA_AUTH_PROFILES = ["fineid-v3", "fineid-v3.1", "fineid-org"]  # an RSA authentication key
@@ -108,16 +107,6 @@ def check_refused(answer: dict, code: int, words: str) -> None:
 
 # --- 1. ETP 2025: cms-pades into a PDF ------------------------------------------------------------
 
-
-def blank_pdf() -> bytes:
-    writer = PdfFileWriter()
-    writer.insert_page(generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Page"),
-        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-    }))
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 async def prepare_pdf() -> tuple[signers.PdfTBSDocument, io.BytesIO, bytes]:

@@ -40,6 +40,20 @@ class RunningServer:
     def base(self) -> str:
         return f"https://localhost:{self.port}"
 
+    def log(self, wait: float = 0.2) -> str:
+        """Everything the server has printed so far (its stdout is non-blocking once it listens)."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        while select.select([fd], [], [], wait)[0]:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.output.append(chunk.decode(errors="replace"))
+        return "".join(self.output)
+
     def ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
 
@@ -160,7 +174,7 @@ async def test_settings_file_is_read(tmp_path: Path) -> None:
             assert (await response.json())["version"] == "1.1"
     finally:
         stop(server)
-    log = "".join(server.output) + (server.process.stdout.read() or "")
+    log = server.log()
     assert "unknownKey" in log and "http://localhost:54238/" in log
 
 

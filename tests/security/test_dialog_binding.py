@@ -17,7 +17,6 @@ import base64
 import concurrent.futures
 import html
 import json
-import os
 import re
 import threading
 import time
@@ -113,17 +112,7 @@ class Traffic:
 
 
 def server_log(server: WebServer) -> str:
-    """What the server process has logged so far (its output pipe is drained here)."""
-    fd = server.server.process.stdout.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        server.server.output.append(chunk.decode(errors="replace"))
-    return "".join(server.server.output)
+    return server.server.log(wait=0)
 
 
 def websigner_query(attacker: AttackSite, state: str = "hostile") -> str:

@@ -118,7 +118,7 @@ def test_ansi_and_bidi_info_are_not_logged_raw(served: Callable[..., RunningServ
     server.process.send_signal(signal.SIGINT)
     server.process.wait(10)
     assert server.process.stdout is not None
-    log = "".join(server.output) + (server.process.stdout.read() or "")
+    log = server.log()
     dialog_lines = [line for line in log.splitlines() if "auto dialog:" in line]
     assert len(dialog_lines) == 1 and f"Signature request from {REAL}" in dialog_lines[0]
     assert "\x1b" not in log and "\u202e" not in log and "\u2066" not in log
@@ -142,7 +142,7 @@ def test_bidi_origin_header_is_not_logged_raw(served: Callable[..., RunningServe
     server.process.send_signal(signal.SIGINT)
     server.process.wait(10)
     assert server.process.stdout is not None
-    log = "".join(server.output) + (server.process.stdout.read() or "")
+    log = server.log()
     assert "evil.example" in log  # the request was logged ...
     # ... with the override gone and the bad byte shown as U+FFFD (not as an escape sequence of the stream)
     assert "\u202e" not in log and "\udcff" not in log and "\\udcff" not in log

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import socket
 import ssl
@@ -85,20 +84,6 @@ def run_client(shared: Path, port: int, method: str, path: str, as_nobody: bool)
     return json.loads(done.stdout)
 
 
-def server_output(server: RunningServer) -> str:
-    """What the server has logged so far (its stdout pipe is non-blocking once it listens)."""
-    assert server.process.stdout is not None
-    fd, data = server.process.stdout.fileno(), b""
-    while select.select([fd], [], [], 0.5)[0]:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace")
-
 
 @pytest.fixture
 def control_server(served: Callable[..., RunningServer]) -> Iterator[tuple[RunningServer, int]]:
@@ -150,7 +135,7 @@ def test_another_uid_gets_nothing(control_server: tuple[RunningServer, int], sha
         assert other["handshake"] != "ok", other  # ... but the server closes the connection before TLS,
         assert "CERTIFICATE_VERIFY_FAILED" not in str(other["handshake"]), other  # (not a trust problem)
         assert other["answer"] == "", other  # and nothing is answered.
-    log = server_output(server)
+    log = server.log(wait=0.5)
     assert f"refused a connection from another local user (uid {NOBODY})" in log, log[-2000:]
     assert "sign request" not in log  # no handler ran
 
