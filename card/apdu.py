@@ -210,6 +210,19 @@ def split_der_objects(data: bytes) -> list[bytes]:
     return out
 
 
+def der_object_size(data: bytes | bytearray) -> int | None:
+    """Total size of the DER object ``data`` starts with, from its header; None until the header is whole
+    (or when ``data`` starts with padding or an unusable length), so a reader knows when to stop."""
+    if not data or data[0] in (0x00, 0xFF):
+        return None
+    try:
+        _, _, pos = _read_tag(data, 0)
+        length, pos = _read_length(data, pos)
+    except MalformedResponseError:
+        return None
+    return pos + length
+
+
 def encode_length(length: int) -> bytes:
     if length < 0x80:
         return bytes((length,))

@@ -23,6 +23,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from .apdu import encode_tlv
 from .certificate import CardCertificate
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -232,25 +233,15 @@ def _issue(
         "subject_public_key_info": spki,
     })
     # asn1crypto re-encodes a DEFAULT it is given, so the extensions are appended as bytes: [3] { SEQ }.
-    extensions_field = _der_header(0xA3, len(extension_der) + len(_der_header(0x30, len(extension_der))))
-    extensions_field += _der_header(0x30, len(extension_der)) + extension_der
-    contents = tbs.contents + extensions_field
-    data = _der_header(0x30, len(contents)) + contents
+    data = encode_tlv(0x30, tbs.contents + encode_tlv(0xA3, encode_tlv(0x30, extension_der)))
     if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
         signature = issuer_key.sign(data, ec.ECDSA(hashes.SHA384()))
     else:
         signature = issuer_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     # Assembled by hand so that the signed TBS bytes are the ones in the certificate, as encoded.
-    body = data + signature_algorithm.dump() + core.BitString.load(
-        core.OctetBitString(signature).dump()).dump()
-    return CardCertificate.load(_der_header(0x30, len(body)) + body, "test certificate")
+    body = data + signature_algorithm.dump() + core.OctetBitString(signature).dump()
+    return CardCertificate.load(encode_tlv(0x30, body), "test certificate")
 
-
-def _der_header(tag: int, length: int) -> bytes:
-    if length < 0x80:
-        return bytes((tag, length))
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size
 
 
 def _load_cert(path: Path) -> CardCertificate:

@@ -16,7 +16,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric import utils
 
 from . import pkcs15
-from .apdu import Command, Response, find_tlv, parse_tlv
+from .apdu import Command, Response, der_object_size, find_tlv, parse_tlv
 from .certificate import CardCertificate, build_chain
 from .errors import (
     CardError,
@@ -146,19 +146,6 @@ def _fcp_size(data: bytes) -> int | None:
         if item is not None and 1 <= len(item.value) <= 3:
             return int.from_bytes(item.value, "big")
     return None
-
-
-def _der_size(data: bytes | bytearray) -> int | None:
-    """Total size of the DER object that ``data`` starts with, from its header; None until it is known."""
-    if len(data) < 2 or data[0] in (0x00, 0xFF):
-        return None
-    first = data[1]
-    if first < 0x80:
-        return 2 + first
-    count = first & 0x7F
-    if not 1 <= count <= 3 or len(data) < 2 + count:
-        return None
-    return 2 + count + int.from_bytes(data[2:2 + count], "big")
 
 
 class Token:
@@ -318,7 +305,7 @@ class Token:
         data = bytearray()
         while True:
             target = size if size is not None else MAX_FILE
-            if der and (object_size := _der_size(data)) is not None:
+            if der and (object_size := der_object_size(data)) is not None:
                 target = min(target, object_size)
             if len(data) >= target:
                 break
@@ -330,11 +317,11 @@ class Token:
                 break  # offset past the end of a file whose size nobody told us
             response.check("READ BINARY", allow=(0x6282,))
             data += response.data
-            sized = size is not None or (der and _der_size(data) is not None)
+            sized = size is not None or (der and der_object_size(data) is not None)
             if response.sw == 0x6282 or not response.data or (not sized and len(response.data) < want):
                 break
         if der:
-            object_size = _der_size(data)
+            object_size = der_object_size(data)
             if object_size is None or len(data) < object_size:
                 raise MalformedResponseError(f"file {path.hex()} does not hold a whole DER object "
                                              f"({len(data)} bytes read)")
@@ -347,9 +334,7 @@ class Token:
     # -- PKCS#15 (lazy) -----------------------------------------------------------------------
     def _app_file(self, fid: bytes, der: bool = False) -> bytes:
         self._ensure_app()
-        if fid.startswith(MF):
-            return self._read_file(fid, der)
-        return self._read_file(fid if self.app_path is None else self.app_path + fid, der)
+        return self._read_file(fid, der)  # _read_file makes a relative path absolute (see _absolute)
 
     @property
     def atr(self) -> bytes:

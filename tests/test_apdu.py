@@ -123,3 +123,13 @@ def test_random_responses_give_typed_errors(data: bytes) -> None:
         Response.from_bytes(data).check("X")
     except CardError:
         pass
+
+
+def test_der_object_size_reads_the_header_only() -> None:
+    from card.apdu import der_object_size
+
+    assert der_object_size(bytes.fromhex("3082043f30")) == 4 + 0x43F  # a certificate's first bytes
+    assert der_object_size(bytes.fromhex("3003010100")) == 5
+    assert der_object_size(bytes.fromhex("3082")) is None  # the header is not whole yet
+    assert der_object_size(bytes.fromhex("0000")) is None  # padding: no object starts here
+    assert der_object_size(b"") is None
