@@ -26,7 +26,10 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils  # noqa: E402
 
-from card import VIRTUAL_PROFILES, InProcessTransport, PcscTransport, Token, VirtualCard  # noqa: E402
+from card import Token  # noqa: E402
+from card.pcsc import PcscTransport  # noqa: E402
+from card.virtual import VIRTUAL_PROFILES, VirtualCard  # noqa: E402
+from card.virtual.source import InProcessTransport  # noqa: E402
 
 
 def _floor(card: VirtualCard, cert_der: bytes, digest: bytes, rounds: int) -> float:

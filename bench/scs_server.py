@@ -26,12 +26,11 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from card import CardManager, VirtualCard  # noqa: E402
-from digisign_web.dialog import AutoDialog  # noqa: E402
-from digisign_web.scs import CardState, SigningService  # noqa: E402
-from digisign_web.server import create_app  # noqa: E402
+from card.virtual import VirtualCard, VirtualReader  # noqa: E402
+from digisign_web.dialog.base import AutoDialog  # noqa: E402
 from digisign_web.settings import Settings  # noqa: E402
-from digisign_web.tls import ensure_tls, server_context  # noqa: E402
+from digisign_web.tls.ca import ensure_tls, server_context  # noqa: E402
+from digisign_web.web.app import build_app  # noqa: E402
 
 
 async def _serve(app: web.Application, context: ssl.SSLContext) -> tuple[web.AppRunner, int]:
@@ -63,12 +62,7 @@ async def main(rounds: int) -> None:
         hello_runner, hello_port = await _serve(hello, context)
 
         card = VirtualCard("fineid-v4", state)
-        manager = CardManager(virtual=card)
-        card_state = CardState(manager)
-        manager.start()
-        card_state.refresh(manager.virtual_reader)
-        service = SigningService(manager, card_state, Settings(), AutoDialog())
-        scs_runner, port = await _serve(create_app(service), context)
+        scs_runner, port = await _serve(build_app(Settings(), AutoDialog(), VirtualReader(card)), context)
         try:
             async with aiohttp.ClientSession() as session:
                 headers = {"Host": f"localhost:{port}", "Origin": "https://bench.example"}
@@ -84,7 +78,6 @@ async def main(rounds: int) -> None:
         finally:
             await scs_runner.cleanup()
             await hello_runner.cleanup()
-            manager.stop()
     print(f"hello-world floor over TLS: {floor * 1000:.2f} ms (median of {rounds})")
     print(f"GET /version: {version * 1000:.2f} ms = {version / floor:.1f}x the floor; 0 APDUs")
     print(f"POST /sign (1 KiB, signature, P-384, auto dialog): {sign * 1000:.2f} ms = {sign / floor:.1f}x the floor; "

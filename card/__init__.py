@@ -1,10 +1,11 @@
-"""Card access for digisign-web: PC/SC and in-process transports, PKCS#15 parsing, FINEID profiles,
-PINs and signing, and the virtual FINEID card. This package knows nothing about HTTP."""
+"""Real card access for digisign-web: PC/SC transport and readers, ISO 7816-4 files, PKCS#15, card
+profiles as data, PINs and signing (:class:`Token`). It knows nothing about HTTP, DigiSign's settings
+or the virtual card: ``card.virtual`` imports this package, never the reverse."""
 
-from .apdu import Command, Response
-from .certificate import CardCertificate, Name, build_chain, load_pem_certificates
-from .emulator import VIRTUAL_PROFILES, VirtualCard
-from .errors import (
+from card.apdu import Command, Response
+from card.certificate import CardCertificate, Name, build_chain, load_pem_certificates
+from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
+from card.errors import (
     CardError,
     CardRemovedError,
     FileNotFoundOnCardError,
@@ -21,15 +22,15 @@ from .errors import (
     UnsupportedCardError,
     WrongPinError,
 )
-from .manager import CardManager, CardPolicy
-from .profiles import PROFILES, CardProfile, match_profile
-from .readers import ReaderEvent, ReaderMonitor, list_readers, matches_wildcards
-from .token import Certificate, PinStatus, Token, ecdsa_der_to_raw, ecdsa_raw_to_der
-from .transport import InProcessTransport, PcscTransport, Transport
+from card.manager import CardManager, CardPolicy, ReaderSource
+from card.pcsc import PcscTransport
+from card.profiles import PROFILES, CardProfile, match_profile
+from card.readers import PcscReaders, ReaderEvent, ReaderMonitor, list_readers
+from card.token import Certificate, PinStatus, Token
+from card.transport import Transport
 
 __all__ = [
     "PROFILES",
-    "VIRTUAL_PROFILES",
     "CardCertificate",
     "CardError",
     "CardManager",
@@ -39,12 +40,12 @@ __all__ = [
     "Certificate",
     "Command",
     "FileNotFoundOnCardError",
-    "InProcessTransport",
     "InvalidPinFormatError",
     "MalformedResponseError",
     "Name",
     "NoCardError",
     "NoReaderError",
+    "PcscReaders",
     "PcscTransport",
     "PinBlockedError",
     "PinError",
@@ -52,6 +53,7 @@ __all__ = [
     "PinStatus",
     "ReaderEvent",
     "ReaderMonitor",
+    "ReaderSource",
     "Response",
     "SecurityStatusNotSatisfied",
     "StatusWordError",
@@ -59,7 +61,6 @@ __all__ = [
     "Transport",
     "TransportError",
     "UnsupportedCardError",
-    "VirtualCard",
     "WrongPinError",
     "build_chain",
     "ecdsa_der_to_raw",
@@ -67,5 +68,4 @@ __all__ = [
     "list_readers",
     "load_pem_certificates",
     "match_profile",
-    "matches_wildcards",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import MalformedResponseError, error_for_sw
+from card.errors import MalformedResponseError, error_for_sw
 
 SW_OK = 0x9000
 SW_EOF_BEFORE_LE = 0x6282

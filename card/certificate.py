@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from .errors import MalformedResponseError
+from card.errors import MalformedResponseError
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 

@@ -2,8 +2,9 @@
 
 This is what a long-running program (the server) holds: it answers "which cards and certificates are
 there?" from memory, opens a token lazily on first use, and drops a token the moment its card is
-removed, so nothing cached about a removed card survives. The same interface serves PC/SC readers and
-the in-process virtual card.
+removed, so nothing cached about a removed card survives. Where the readers come from is a
+:class:`ReaderSource`: PC/SC (:class:`~card.readers.PcscReaders`) or the in-process virtual card
+(``card.virtual.source``), so the manager has no "if virtual" branches.
 """
 
 from __future__ import annotations
@@ -12,54 +13,54 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from .emulator import VirtualCard
-from .errors import CardError, UnsupportedCardError
-from .readers import ReaderEvent, ReaderMonitor
-from .token import Token
-from .transport import InProcessTransport, PcscTransport, Transport
+from card.errors import CardError, UnsupportedCardError
+from card.readers import PcscReaders, ReaderEvent
+from card.token import Token
+from card.transport import Transport
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CardPolicy:
-    """DigiSign's card settings that the card layer applies."""
+    """Which cards to use: the rules come from the caller (DigiSign's settings), as predicates."""
 
-    exclude_reader: str = ""  # excludeReader
+    exclude_reader: Callable[[str], bool] | None = None  # excludeReader
     allow_unknown_cards: bool = True  # allowUnknownCards
-    valid_token_info_label: str = ""  # validTokenInfoLabel
+    label_filter: Callable[[str], bool] | None = None  # validTokenInfoLabel
     refresh_interval: float = 5.0  # buildReaderListTimer
+
+
+class ReaderSource(Protocol):
+    """Where readers and cards come from. Events go to the callback given to :meth:`start`."""
+
+    def start(self, on_event: Callable[[ReaderEvent], None]) -> None: ...
+    def stop(self) -> None: ...
+    def state(self) -> dict[str, bytes | None]: ...
+    def wait_settled(self, timeout: float) -> bool: ...
+    def wait_for(self, predicate: Callable[[dict[str, bytes | None]], bool], timeout: float) -> bool: ...
+    def connect(self, reader: str) -> Transport: ...
 
 
 class CardManager:
     """Readers, present cards, and lazily opened tokens. Thread-safe."""
 
-    def __init__(self, policy: CardPolicy | None = None, virtual: VirtualCard | None = None,
-                 virtual_reader: str = "digisign-web virtual reader"):
+    def __init__(self, policy: CardPolicy | None = None, source: ReaderSource | None = None):
         self.policy = policy or CardPolicy()
-        self.virtual = virtual
-        self.virtual_reader = virtual_reader
+        self.source: ReaderSource = source or PcscReaders(self.policy.exclude_reader, self.policy.refresh_interval)
         self._lock = threading.RLock()
         self._tokens: dict[str, Token] = {}
         self._errors: dict[str, str] = {}
         self._listeners: list[Callable[[ReaderEvent], None]] = []
-        self._monitor: ReaderMonitor | None = None
-        self._virtual_state: dict[str, bytes | None] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        if self.virtual is not None:
-            self._virtual_state = {self.virtual_reader: self.virtual.atr if self.virtual.present else None}
-            return
-        self._monitor = ReaderMonitor(self._on_event, self.policy.exclude_reader,
-                                      self.policy.refresh_interval)
-        self._monitor.start()
+        self.source.start(self._on_event)
 
     def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor.stop()
-            self._monitor = None
+        self.source.stop()
         self.forget_tokens()
 
     def forget_tokens(self) -> None:
@@ -76,21 +77,6 @@ class CardManager:
 
     def add_listener(self, callback: Callable[[ReaderEvent], None]) -> None:
         self._listeners.append(callback)
-
-    # -- virtual card presence (the in-process card has no pcscd to tell us) -------------------
-    def remove_virtual(self) -> None:
-        if self.virtual is None:
-            raise RuntimeError("no virtual card")
-        self.virtual.remove()
-        self._virtual_state[self.virtual_reader] = None
-        self._on_event(ReaderEvent("card-removed", self.virtual_reader))
-
-    def insert_virtual(self) -> None:
-        if self.virtual is None:
-            raise RuntimeError("no virtual card")
-        self.virtual.insert()
-        self._virtual_state[self.virtual_reader] = self.virtual.atr
-        self._on_event(ReaderEvent("card-inserted", self.virtual_reader, self.virtual.atr))
 
     # -- events -------------------------------------------------------------------------------
     def _on_event(self, event: ReaderEvent) -> None:
@@ -109,23 +95,14 @@ class CardManager:
     # -- queries ------------------------------------------------------------------------------
     def readers(self) -> dict[str, bytes | None]:
         """Reader name -> ATR of the card in it (None: empty). Answered from memory, no APDU."""
-        if self.virtual is not None:
-            return dict(self._virtual_state)
-        return self._monitor.state() if self._monitor else {}
+        return self.source.state()
 
     def wait_settled(self, timeout: float = 5.0) -> bool:
-        """Wait until the reader monitor knows every reader's state (immediately for the virtual card)."""
-        return True if self._monitor is None else self._monitor.wait_settled(timeout)
+        """Wait until the source knows every reader's state (immediately for the virtual card)."""
+        return self.source.wait_settled(timeout)
 
     def wait_for(self, predicate: Callable[[dict[str, bytes | None]], bool], timeout: float) -> bool:
-        if self._monitor is None:
-            return predicate(self.readers())
-        return self._monitor.wait_for(predicate, timeout)
-
-    def _connect(self, reader: str) -> Transport:
-        if self.virtual is not None and reader == self.virtual_reader:
-            return InProcessTransport(self.virtual, reader)
-        return PcscTransport(reader)
+        return self.source.wait_for(predicate, timeout)
 
     def token(self, reader: str) -> Token:
         """The token in ``reader``, opened on first use and cached until the card leaves."""
@@ -133,12 +110,12 @@ class CardManager:
             token = self._tokens.get(reader)
             if token is not None and not token.removed:
                 return token
-            transport = self._connect(reader)
+            transport = self.source.connect(reader)
             try:
                 token = Token.open(
                     transport,
                     allow_unknown_cards=self.policy.allow_unknown_cards,
-                    valid_token_info_label=self.policy.valid_token_info_label,
+                    label_filter=self.policy.label_filter,
                 )
             except BaseException:
                 transport.close()

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from asn1crypto import core, x509
 
-from .apdu import find_tlv, parse_tlv, split_der_objects
-from .errors import MalformedResponseError
+from card.apdu import find_tlv, parse_tlv, split_der_objects
+from card.errors import MalformedResponseError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .pkcs15 import PKCS15_AID
+from card.pkcs15 import PKCS15_AID
 
 HASH_NIBBLE = {"SHA1": 0x10, "SHA224": 0x30, "SHA256": 0x40, "SHA384": 0x50, "SHA512": 0x60}
 HASH_SIZES = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}

@@ -1,4 +1,4 @@
-"""PC/SC readers: listing, ``excludeReader``-style filtering, and card insertion/removal events.
+"""PC/SC readers: listing, filtering by the caller's rule, and card insertion/removal events.
 
 Events come from a thread blocked in ``SCardGetStatusChange`` (no busy polling): it wakes when pcscd
 reports a change, and at the latest every ``refresh_interval`` seconds (DigiSign's
@@ -8,49 +8,36 @@ reports a change, and at the latest every ``refresh_interval`` seconds (DigiSign
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
-from .errors import TransportError
-from .transport import (
+from card.errors import TransportError
+from card.pcsc import (
     SCARD_E_CANCELLED,
     SCARD_E_NO_READERS_AVAILABLE,
     SCARD_E_NO_SERVICE,
     SCARD_E_SERVICE_STOPPED,
     SCARD_E_TIMEOUT,
     SCARD_S_SUCCESS,
+    PcscTransport,
     pcsc_error,
 )
 
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=64)
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE)
-
-
-def matches_wildcards(patterns: str, text: str) -> bool:
-    """DigiSign's wildcard lists: space-separated patterns, ``*`` matches anything, case-insensitive.
-
-    ``"*O2* *CCID*"`` matches any name containing ``O2`` or ``CCID``; a pattern without ``*`` must
-    match the whole name. A space always separates patterns, so spaces inside a name are matched
-    with ``*`` (``"*PCD*01"``).
-    """
-    return any(_wildcard_regex(p).fullmatch(text) for p in patterns.split())
-
-
-def filter_readers(readers: list[str], exclude: str = "") -> list[str]:
-    if not exclude.strip():
+def filter_readers(readers: list[str], exclude: Callable[[str], bool] | None = None) -> list[str]:
+    """The readers ``exclude`` does not reject, in their order (the caller's rule, e.g. ``excludeReader``)."""
+    if exclude is None:
         return list(readers)
-    kept = [r for r in readers if not matches_wildcards(exclude, r)]
+    kept = []
     for r in readers:
-        if r not in kept:
-            log.debug("reader %r excluded by %r", r, exclude)
+        if exclude(r):
+            log.debug("reader %r excluded", r)
+        else:
+            kept.append(r)
     return kept
 
 
@@ -74,7 +61,7 @@ def _list(context: int) -> list[str]:
     return list(readers)
 
 
-def list_readers(exclude: str = "") -> list[str]:
+def list_readers(exclude: Callable[[str], bool] | None = None) -> list[str]:
     """The PC/SC readers, minus the excluded ones. An empty list is not an error."""
     from smartcard import scard
 
@@ -102,7 +89,7 @@ class ReaderMonitor:
     def __init__(
         self,
         callback: Callable[[ReaderEvent], None] | None = None,
-        exclude: str = "",
+        exclude: Callable[[str], bool] | None = None,
         refresh_interval: float = 5.0,
     ):
         self.callback = callback
@@ -275,3 +262,37 @@ class ReaderMonitor:
             self._emit(ReaderEvent("card-inserted", reader, atr))
         elif not present and had:
             self._emit(ReaderEvent("card-removed", reader))
+
+
+class PcscReaders:
+    """The PC/SC reader source for :class:`~card.manager.CardManager`: a :class:`ReaderMonitor` plus
+    :class:`~card.pcsc.PcscTransport` connections."""
+
+    def __init__(self, exclude: Callable[[str], bool] | None = None, refresh_interval: float = 5.0):
+        self.exclude = exclude
+        self.refresh_interval = refresh_interval
+        self._monitor: ReaderMonitor | None = None
+
+    def start(self, on_event: Callable[[ReaderEvent], None]) -> None:
+        if self._monitor is None:
+            self._monitor = ReaderMonitor(on_event, self.exclude, self.refresh_interval)
+            self._monitor.start()
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
+
+    def state(self) -> dict[str, bytes | None]:
+        return self._monitor.state() if self._monitor else {}
+
+    def wait_settled(self, timeout: float) -> bool:
+        return True if self._monitor is None else self._monitor.wait_settled(timeout)
+
+    def wait_for(self, predicate: Callable[[dict[str, bytes | None]], bool], timeout: float) -> bool:
+        if self._monitor is None:
+            return predicate(self.state())
+        return self._monitor.wait_for(predicate, timeout)
+
+    def connect(self, reader: str) -> PcscTransport:
+        return PcscTransport(reader)

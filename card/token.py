@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cryptography.hazmat.primitives.asymmetric import utils
-
-from . import pkcs15
-from .apdu import Command, Response, der_object_size, find_tlv, parse_tlv
-from .certificate import CardCertificate, build_chain
-from .errors import (
+from card import pkcs15
+from card.apdu import Command, Response, der_object_size, find_tlv, parse_tlv
+from card.certificate import CardCertificate, build_chain
+from card.crypto import ecdsa_der_to_raw
+from card.errors import (
     CardError,
     CardRemovedError,
     FileNotFoundOnCardError,
@@ -27,9 +26,8 @@ from .errors import (
     StatusWordError,
     UnsupportedCardError,
 )
-from .profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
-from .readers import matches_wildcards
-from .transport import Transport
+from card.profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
+from card.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +118,6 @@ class Certificate:
         return self.certificate.curve
 
 
-def ecdsa_raw_to_der(raw: bytes) -> bytes:
-    """r||s (what FINEID returns, and XMLDSig wants) to DER Ecdsa-Sig-Value (what CMS and Java want)."""
-    if not raw or len(raw) % 2:
-        raise ValueError("raw ECDSA signature must have an even, non-zero length")
-    half = len(raw) // 2
-    return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
-
-
-def ecdsa_der_to_raw(der: bytes, field_bytes: int) -> bytes:
-    r, s = utils.decode_dss_signature(der)
-    return r.to_bytes(field_bytes, "big") + s.to_bytes(field_bytes, "big")
-
-
 def _fcp_size(data: bytes) -> int | None:
     """File size from an FCP/FCI (tag 80, else 81), or None if the card does not say."""
     try:
@@ -172,12 +157,13 @@ class Token:
         transport: Transport,
         *,
         allow_unknown_cards: bool = True,
-        valid_token_info_label: str = "",
+        label_filter: Callable[[str], bool] | None = None,
     ) -> Token:
         """Recognise the card (ATR, then the PKCS#15 application) and return a token for it.
 
         Raises :class:`UnsupportedCardError` for a card we should not use: unknown ATR with
-        ``allow_unknown_cards`` off, no PKCS#15 application, or a label that fails the filter.
+        ``allow_unknown_cards`` off, no PKCS#15 application, or a TokenInfo label that ``label_filter``
+        rejects (its ``str()`` names the rule in the message).
         """
         profile = match_profile(transport.atr)
         if profile is None and not allow_unknown_cards:
@@ -185,11 +171,10 @@ class Token:
                 f"unknown card (ATR {transport.atr.hex(' ').upper()}) and allowUnknownCards is off")
         token = cls(transport, profile or GENERIC)
         token._locate_application(confirm_profile=profile is not None)
-        if valid_token_info_label and valid_token_info_label.strip() not in ("", "0"):
+        if label_filter is not None:
             label = token.token_info.label
-            if not matches_wildcards(valid_token_info_label, label):
-                raise UnsupportedCardError(
-                    f"token label {label!r} does not match validTokenInfoLabel {valid_token_info_label!r}")
+            if not label_filter(label):
+                raise UnsupportedCardError(f"token label {label!r} is not accepted by {label_filter}")
         return token
 
     def _locate_application(self, confirm_profile: bool) -> None:
@@ -681,6 +666,4 @@ __all__ = [
     "Certificate",
     "PinStatus",
     "Token",
-    "ecdsa_der_to_raw",
-    "ecdsa_raw_to_der",
 ]

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from card import CardPolicy
+from digisign_web.wildcards import matcher
+
 log = logging.getLogger(__name__)
 
 SYSTEM_CONFIG = Path("/etc/digisign/DigiSign.conf")
@@ -413,3 +416,15 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
         log.info("vendor settings that do not apply to digisign-web (ignored): %s", " ".join(sorted(ignored)))
     log.debug("settings read from %s", ", ".join(sources) or "no file")
     return Settings(**values, sources=tuple(sources), warnings=tuple(warnings), ignored=tuple(sorted(ignored)))
+
+
+def card_policy(settings: Settings, *, exclude_reader: str = "", valid_token_info_label: str = "",
+                allow_unknown_cards: bool = True) -> CardPolicy:
+    """The card layer's policy from DigiSign's settings; command-line values, when given, win."""
+    label = valid_token_info_label or settings.valid_token_info_label
+    return CardPolicy(
+        exclude_reader=matcher(exclude_reader or settings.exclude_reader, "excludeReader"),
+        allow_unknown_cards=settings.allow_unknown_cards and allow_unknown_cards,
+        label_filter=matcher(label, "validTokenInfoLabel") if label.strip() != "0" else None,
+        refresh_interval=settings.build_reader_list_timer,
+    )

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from card import CardCertificate, InProcessTransport, Token, VirtualCard
+from card import CardCertificate, Token
+from card.virtual import VirtualCard
+from card.virtual.source import InProcessTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 VPCD_PORTS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}

@@ -15,17 +15,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from card import (
-    CardCertificate,
-    InProcessTransport,
-    InvalidPinFormatError,
-    Token,
-    VirtualCard,
-    WrongPinError,
-    ecdsa_raw_to_der,
-)
-from card.emulator import VIRTUAL_PROFILES
-from digisign_web import policy
+from card import CardCertificate, InvalidPinFormatError, Token, WrongPinError
+from card.crypto import ecdsa_raw_to_der
+from card.virtual import VirtualCard
+from card.virtual.card import VIRTUAL_PROFILES
+from card.virtual.source import InProcessTransport
+from digisign_web.scs import policy
 
 PIN1, PIN2, PUK = "1234", "123456", "12345678"
 # profile -> (card-layer profile, [(role, key algorithm, size, key reference, PIN reference)])

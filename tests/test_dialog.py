@@ -14,7 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digisign_web.dialog import AutoDialog, Choice, DialogRefused, DialogRequest, TerminalDialog
+from digisign_web.dialog.base import (
+    AutoDialog,
+    Choice,
+    DialogRefused,
+    DialogRequest,
+    TerminalDialog,
+)
 from digisign_web.text import INFO_LIMIT, INFO_LINES, LINE_LIMIT, inert, inert_line
 
 
@@ -159,7 +165,7 @@ def test_dialog_request_holds_page_text_inert() -> None:
 
 
 async def test_auto_dialog_logs_page_text_inert(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="digisign_web.dialog")
+    caplog.set_level(logging.INFO, logger="digisign_web.dialog.base")
     await AutoDialog().ask(DialogRequest("https://eservice.example", HOSTILE, "cms", "data", "SHA256", 1, "ab" * 32,
                                          (choice(),)))
     [record] = [r for r in caplog.records if r.getMessage().startswith("auto dialog:")]
@@ -196,7 +202,7 @@ async def test_terminal_dialog_shows_hostile_info_inert_on_a_pty() -> None:
 
 def test_confined_browsers_are_recognised(monkeypatch, tmp_path) -> None:
     """A snap/flatpak browser cannot open our private launch file, so it must be told apart."""
-    from digisign_web import webdialog
+    from digisign_web.web import dialog as webdialog
 
     detect = webdialog.default_browser_is_confined.__wrapped__
     monkeypatch.setenv("BROWSER", "/snap/bin/firefox")
@@ -210,12 +216,11 @@ def test_confined_browsers_are_recognised(monkeypatch, tmp_path) -> None:
 
 
 async def test_a_confined_browser_is_handed_the_dialog_address_itself() -> None:
-    from digisign_web.dialog import DialogRequest
-    from digisign_web.webdialog import WebDialog
+    from digisign_web.dialog.base import DialogRequest
+    from digisign_web.web.dialog import WebDialog
 
     opened: list[str] = []
-    dialog = WebDialog(timeout=5, open_url=opened.append, confined_browser=lambda: True)
-    dialog.base_url = "https://localhost:53952"
+    dialog = WebDialog("https://localhost:53952", timeout=5, open_url=opened.append, confined_browser=lambda: True)
     request = DialogRequest("https://rp.example", None, "signature", "data", "SHA256", 3, "ab" * 32, (), False)
     task = asyncio.create_task(dialog.ask(request))
     for _ in range(100):

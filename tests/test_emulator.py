@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from card import VirtualCard
 from card.pkcs15 import PKCS15_AID
+from card.virtual import VirtualCard
 
 
 def apdu(card: VirtualCard, text: str) -> tuple[bytes, int]:

@@ -33,11 +33,13 @@ from signxml import SignatureConfiguration, XMLVerifier
 from signxml.exceptions import InvalidDigest
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 
-from card import CardCertificate, InProcessTransport, Token, VirtualCard
-from digisign_web import formats
-from digisign_web.formats import FormatError, SignRequest
-from digisign_web.signer import CardSigner, SoftwareSigner
-from digisign_web.verify import KEY_USAGE
+from card import CardCertificate, Token
+from card.virtual import VirtualCard
+from card.virtual.source import InProcessTransport
+from digisign_web.signing import formats
+from digisign_web.signing.formats import FormatError, SignRequest
+from digisign_web.signing.signers import CardSigner, SoftwareSigner
+from digisign_web.signing.validation import KEY_USAGE
 
 HASHES = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
           "SHA512": hashes.SHA512}

@@ -8,8 +8,10 @@ import hashlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from card import CardError, InProcessTransport, Token, VirtualCard
+from card import CardError, Token
 from card.transport import Transport
+from card.virtual import VirtualCard
+from card.virtual.source import InProcessTransport
 
 
 class ScriptedCard(Transport):

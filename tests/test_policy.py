@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from card import CardCertificate, Name
-from digisign_web.policy import (
+from digisign_web.scs.policy import (
     CancelGuard,
     Selection,
     Selector,
@@ -28,10 +28,10 @@ from digisign_web.policy import (
     dn_matches,
     key_algorithm_of,
     key_usages_of,
-    origin_allowed,
     parse_selector,
     select,
 )
+from digisign_web.wildcards import origin_allowed
 
 CA_DN = "CN=DVV Citizen Certificates - G4R, OU=Valtion kansalaisvarmenteet, O=Digi- ja vaestotietovirasto CA, C=FI"
 OTHER_CA_DN = "CN=DVV Organisation Certificates - G3R, O=Digi- ja vaestotietovirasto CA, C=FI"

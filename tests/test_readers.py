@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from card import match_profile, matches_wildcards
-from card.emulator import LAYOUTS
+from card import match_profile
 from card.profiles import PROFILES
 from card.readers import filter_readers
+from card.virtual.card import LAYOUTS
+from digisign_web.wildcards import matcher, matches_wildcards
 
 
 @pytest.mark.parametrize(
@@ -33,8 +34,8 @@ def test_wildcards(patterns: str, name: str, expected: bool) -> None:
 
 def test_filter_readers_keeps_order() -> None:
     readers = ["A CCID 00", "Virtual PCD 00 00", "O2 thing", "Virtual PCD 00 01"]
-    assert filter_readers(readers, "*ccid* *O2*") == ["Virtual PCD 00 00", "Virtual PCD 00 01"]
-    assert filter_readers(readers, "  ") == readers
+    assert filter_readers(readers, matcher("*ccid* *O2*")) == ["Virtual PCD 00 00", "Virtual PCD 00 01"]
+    assert filter_readers(readers, matcher("  ")) == readers
 
 
 @pytest.mark.parametrize(

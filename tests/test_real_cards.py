@@ -22,8 +22,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from card import CardCertificate, InProcessTransport, Token, ecdsa_raw_to_der
-from card.replay import RecordedCard, Recording
+from card import CardCertificate, Token
+from card.crypto import ecdsa_raw_to_der
+from card.virtual.replay import RecordedCard, Recording
+from card.virtual.source import InProcessTransport
 
 RECORDINGS = Path(__file__).resolve().parent / "data" / "recordings"
 MESSAGE = b"Hello world!"  # what the recorded signatures are over (libelectronic-id's dataToSign)

@@ -20,12 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from card import CardCertificate, CardManager, VirtualCard
-from digisign_web.dialog import DialogAnswer, DialogRequest
-from digisign_web.policy import origin_allowed
-from digisign_web.scs import CardState, ScsFailure, SigningService, parse_json, parse_request
-from digisign_web.server import create_app
+from card import CardCertificate, CardManager
+from card.virtual import VirtualCard, VirtualReader
+from digisign_web.dialog.base import DialogAnswer, DialogRequest
+from digisign_web.scs.errors import ScsFailure
+from digisign_web.scs.request import parse_json, parse_request
+from digisign_web.scs.service import SigningService
 from digisign_web.settings import Settings
+from digisign_web.web.app import build_app
+from digisign_web.web.keys import MANAGER, SERVICE
+from digisign_web.wildcards import origin_allowed
 from tests.conftest import answer_chain, openssl_recovers
 
 ORIGIN = "https://eservice.example"
@@ -68,6 +72,7 @@ class ScriptedDialog:
 class Server:
     client: Any
     card: VirtualCard
+    reader: VirtualReader
     manager: CardManager
     dialog: Any
     service: SigningService
@@ -91,17 +96,15 @@ class Server:
 
 @pytest.fixture
 def make_server(aiohttp_client, state_dir: Path):
-    async def start(profile: str = "fineid-v4", dialog: Any = None, **overrides: Any) -> Server:
+    async def start(profile: str = "fineid-v4", dialog: Any = None, port: int | None = None,
+                    **overrides: Any) -> Server:
         card = VirtualCard(profile, state_dir)
-        manager = CardManager(virtual=card)
-        state = CardState(manager)
-        manager.start()
-        state.refresh(manager.virtual_reader)
+        reader = VirtualReader(card)
         dialog = dialog or ScriptedDialog()
-        service = SigningService(manager, state, dataclasses.replace(Settings(), **overrides), dialog)
-        client = await aiohttp_client(create_app(service))
+        app = build_app(dataclasses.replace(Settings(), **overrides), dialog, reader)
+        client = await aiohttp_client(app, server_kwargs={"port": port} if port else {})
         HOST["Host"] = f"localhost:{client.port}"
-        return Server(client, card, manager, dialog, service)
+        return Server(client, card, reader, app[MANAGER], dialog, app[SERVICE])
 
     return start
 
@@ -273,7 +276,7 @@ async def test_signer_disabled_and_no_card(make_server) -> None:
     answer = await server.sign({"content": b64(b"x")})
     assert answer["reasonCode"] == 403 and "HTTPSignerDisabled" in answer["reasonText"]
     server = await make_server()
-    server.manager.remove_virtual()
+    server.reader.remove()
     answer = await server.sign({"content": b64(b"x")})
     assert answer["reasonCode"] == 404 and "no card" in answer["reasonText"]
     version = await (await server.client.get("/version", headers=HOST)).json()
@@ -284,13 +287,13 @@ async def test_card_removed_mid_request_then_next_works(make_server) -> None:
     server = await make_server()
 
     def pull_card(request: DialogRequest) -> DialogAnswer:
-        server.manager.remove_virtual()  # the user pulls the card while the dialog is open
+        server.reader.remove()  # the user pulls the card while the dialog is open
         return DialogAnswer(0, "123456")
 
     server.dialog.answer = pull_card
     answer = await server.sign({"content": b64(b"x")})
     assert answer["reasonCode"] in (404, 500) and answer["status"] == "failed", answer
-    server.manager.insert_virtual()
+    server.reader.insert()
     server.dialog.answer = None
     answer = await server.sign({"content": b64(b"y")})
     assert answer["status"] == "ok", answer
@@ -321,7 +324,7 @@ async def test_selector_matches(make_server, selector: dict, role: str) -> None:
 
 async def test_selector_by_aki_and_no_match(make_server) -> None:
     server = await make_server()
-    token = server.manager.token(server.manager.virtual_reader)
+    token = server.manager.token(server.reader.name)
     sign_cert = next(c for c in token.certificates() if c.role == "signature").certificate
     aki = sign_cert.authority_key_id
     assert aki is not None and aki == server.card.identity.ca.subject_key_id
@@ -556,7 +559,7 @@ async def test_port_fallback(unused_tcp_port_factory) -> None:
 
     from aiohttp import web
 
-    from digisign_web.server import _bind
+    from digisign_web.web.serve import bind
 
     busy, free = unused_tcp_port_factory(), unused_tcp_port_factory()
     blocker = socket.socket()
@@ -565,7 +568,7 @@ async def test_port_fallback(unused_tcp_port_factory) -> None:
     runner = web.AppRunner(web.Application())
     await runner.setup()
     try:
-        assert await _bind(runner, (busy, free), None) == free  # the first free port of the list wins
+        assert await bind(runner, (busy, free), None) == free  # the first free port of the list wins
     finally:
         await runner.cleanup()
         blocker.close()

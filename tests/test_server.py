@@ -24,9 +24,9 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 
-from digisign_web.limits import FD_RESERVE, MAX_CONNECTIONS, ConnectionLimits, RepeatLimit
-from digisign_web.server import _bind
-from digisign_web.tls import ensure_tls, server_context
+from digisign_web.tls.ca import ensure_tls, server_context
+from digisign_web.web.limits import FD_RESERVE, MAX_CONNECTIONS, ConnectionLimits, RepeatLimit
+from digisign_web.web.serve import bind
 from tests.conftest import ROOT, cli_env
 
 SIX = {"version", "httpMethods", "contentTypes", "signatureTypes", "selectorAvailable", "hashAlgorithms"}
@@ -84,7 +84,7 @@ def test_repeated_log_lines_are_limited() -> None:
     limit = RepeatLimit(burst=3, window=0.3)
 
     def record(message: str, *args: object) -> logging.LogRecord:
-        return logging.LogRecord("digisign_web.limits", logging.INFO, __file__, 1, message, args, None)
+        return logging.LogRecord("digisign_web.web.limits", logging.INFO, __file__, 1, message, args, None)
 
     passed = [limit.filter(record("closed a connection from %s", f"127.0.0.{n}")) for n in range(10)]
     assert passed == [True] * 3 + [False] * 7
@@ -101,7 +101,7 @@ def test_open_file_budget_raises_a_desktop_soft_limit() -> None:
     """Started with a desktop session's soft limit of 1024, the server raises it toward the hard limit, so
     that its connection cap fits."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    code = ("import resource; from digisign_web.limits import fd_budget; budget = fd_budget(); "
+    code = ("import resource; from digisign_web.web.limits import fd_budget; budget = fd_budget(); "
             "print(budget, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                           timeout=60, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
@@ -128,7 +128,7 @@ async def test_a_full_house_of_slow_connections_makes_room(tmp_path: Path) -> No
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert await _bind(runner, (port,), server_context(files), limits) == port
+    assert await bind(runner, (port,), server_context(files), limits) == port
     context = ssl.create_default_context(cafile=str(files.ca_cert))
     try:
         slow = []

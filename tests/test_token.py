@@ -11,19 +11,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from card import (
     CardRemovedError,
-    InProcessTransport,
     InvalidPinFormatError,
     PinBlockedError,
     SecurityStatusNotSatisfied,
     Token,
     UnsupportedCardError,
-    VirtualCard,
     WrongPinError,
-    ecdsa_der_to_raw,
-    ecdsa_raw_to_der,
 )
-from card.emulator import FID_OD
+from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
 from card.profiles import GENERIC
+from card.virtual import VirtualCard
+from card.virtual.card import FID_OD
+from card.virtual.source import InProcessTransport
+from digisign_web.wildcards import matcher
 
 HASHES = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
           "SHA512": hashes.SHA512}
@@ -239,9 +239,9 @@ def test_unknown_atr_read_generically(state_dir) -> None:
 
 def test_valid_token_info_label(state_dir) -> None:
     card = VirtualCard("fineid-v4", state_dir, token_label="HENKILOKORTTI")
-    assert Token.open(InProcessTransport(card), valid_token_info_label="*KORTTI* OTHER").label
+    assert Token.open(InProcessTransport(card), label_filter=matcher("*KORTTI* OTHER", "validTokenInfoLabel")).label
     with pytest.raises(UnsupportedCardError, match="validTokenInfoLabel"):
-        Token.open(InProcessTransport(card), valid_token_info_label="FINEID*")
+        Token.open(InProcessTransport(card), label_filter=matcher("FINEID*", "validTokenInfoLabel"))
 
 
 def test_known_layout_fallback_without_object_directory(state_dir, profile: str) -> None:

@@ -17,8 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from digisign_web import cli, tls, trust
-from digisign_web.tls import ensure_tls
+from digisign_web import cli
+from digisign_web.tls import ca as tls
+from digisign_web.tls import trust
+from digisign_web.tls.ca import ensure_tls
 from tests.security.test_local_ca import issue_leaf, load_ca, old_design_ca, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent

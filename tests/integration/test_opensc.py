@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from card import CardCertificate, PcscTransport, Token
+from card import CardCertificate, Token
+from card.pcsc import PcscTransport
 
 pytestmark = pytest.mark.pcscd
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from digisign_web import webdialog
-from digisign_web.webdialog import WebDialog
+from digisign_web.web import dialog as webdialog
+from digisign_web.web.dialog import WebDialog
 from tests.browser.conftest import (  # noqa: F401 - the browser fixtures
     WebServer,
     browser_factory,
@@ -250,14 +250,15 @@ def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server
     user_signs(browser, web_server, launched, pending)
 
 
-async def test_unshown_dialogs_end_soon_and_count_in_the_spam_guard(make_server, monkeypatch) -> None:  # noqa: F811
+async def test_unshown_dialogs_end_soon_and_count_in_the_spam_guard(
+        make_server, monkeypatch, unused_tcp_port_factory) -> None:  # noqa: F811
     """In-process, with the show deadline shortened: a dialog that no tab claims ends long before dialogTimeout,
     frees the card, and counts like a cancel, so a page cannot keep re-sending requests nobody sees."""
     monkeypatch.setattr(webdialog, "SHOW_TIMEOUT", 0.3, raising=False)
     launched: list[str] = []
-    dialog = WebDialog(timeout=2.0, open_url=launched.append)
-    server = await make_server(dialog=dialog, dialog_timeout=2.0, spam_cancel_limit=2)
-    dialog.base_url = f"https://{HOST['Host']}"
+    port = unused_tcp_port_factory()
+    dialog = WebDialog(f"https://localhost:{port}", timeout=2.0, open_url=launched.append)
+    server = await make_server(dialog=dialog, port=port, dialog_timeout=2.0, spam_cancel_limit=2)
     started = time.monotonic()
     for _ in range(2):
         answer = await server.sign({"content": base64.b64encode(b"unseen").decode()})

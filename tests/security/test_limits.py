@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from digisign_web.limits import BODY_IDLE_TIMEOUT, HEAD_TIMEOUT
-from digisign_web.playground import PDF_LIMIT
+from digisign_web.web.limits import BODY_IDLE_TIMEOUT, HEAD_TIMEOUT
+from digisign_web.web.playground import PDF_LIMIT
 from tests.integration.test_scs_process import RunningServer
 
 SLOW_CONNECTIONS = int(os.environ.get("DIGISIGN_SLOWLORIS_CONNECTIONS", "1100"))

@@ -8,7 +8,7 @@ be the server's doing and not a TLS failure, the same client script, as the same
 0644 copy of the CA, completes TLS and gets an answer from a control server that holds the server's own
 certificate and key; and the script as root gets a normal answer from the server.
 
-The two ways ``digisign_web.peer`` finds a socket's owner (netlink sock_diag and /proc/net/tcp) are also
+The two ways ``digisign_web.web.peer`` finds a socket's owner (netlink sock_diag and /proc/net/tcp) are also
 checked against a socket that nobody really owns.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from digisign_web import peer
+from digisign_web.web import peer
 from tests.integration.test_scs_process import RunningServer
 from tests.security.conftest import free_port
 

@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-from card import CardManager, VirtualCard
-from digisign_web.dialog import DialogAnswer, DialogRequest
-from digisign_web.scs import CardState, ScsFailure, SigningService, parse_request
+from card import CardManager
+from card.virtual import VirtualCard, VirtualReader
+from digisign_web.dialog.base import DialogAnswer, DialogRequest
+from digisign_web.scs.errors import ScsFailure
+from digisign_web.scs.request import parse_request
+from digisign_web.scs.service import SigningService, build_service
 from digisign_web.settings import Settings
 from tests.browser.conftest import WebServer
 
@@ -54,6 +57,7 @@ class User:
 @dataclasses.dataclass
 class Service:
     card: VirtualCard
+    reader: VirtualReader
     manager: CardManager
     user: User
     service: SigningService
@@ -70,13 +74,12 @@ class Service:
 def make_service(state_dir: Path):
     def make(**overrides: Any) -> Service:
         card = VirtualCard("fineid-v4", state_dir)
-        manager = CardManager(virtual=card)
-        state = CardState(manager)
-        manager.start()
-        state.refresh(manager.virtual_reader)
+        reader = VirtualReader(card)
         user = User()
-        service = SigningService(manager, state, dataclasses.replace(Settings(), **overrides), user)
-        return Service(card, manager, user, service)
+        service = build_service(dataclasses.replace(Settings(), **overrides), user, reader)
+        service.manager.start()
+        service.state.refresh(reader.name)
+        return Service(card, reader, service.manager, user, service)
 
     return make
 
@@ -120,8 +123,8 @@ async def test_the_card_is_logged_out_before_another_origin_uses_it(make_service
 async def test_a_pin_verified_outside_this_server_is_not_reused(make_service) -> None:
     s = make_service()
     assert (await s.sign(SITE_A))[0]["status"] == "ok"
-    s.manager.remove_virtual()
-    s.manager.insert_virtual()
+    s.reader.remove()
+    s.reader.insert()
     for _ in range(200):  # the server reads the reinserted card on a worker thread (its selects log out)
         if s.service.state.summaries():
             break

@@ -12,9 +12,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .apdu import Command
-from .errors import MalformedResponseError
-from .transport import ApduStats
+from card.apdu import Command
+from card.errors import MalformedResponseError
+from card.transport import ApduStats
 
 INS_NAMES = {
     0xA4: "SELECT", 0xB0: "READ BINARY", 0xC0: "GET RESPONSE", 0xCA: "GET DATA", 0xCB: "GET DATA",

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .text import inert, inert_line
+from digisign_web.text import inert, inert_line
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class DialogRequest:
     # instead of a new browser tab opening), and the tab goes on to ``after`` when the dialog is done.
     present: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
     after: str | None = None
+    # Names this request across ask / ask_again / finish (dataclasses.replace keeps it): an id() could be reused.
+    key: str = field(default_factory=lambda: secrets.token_hex(8), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", None if self.origin is None else inert_line(self.origin) or None)

@@ -23,8 +23,8 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .apdu import encode_tlv
-from .certificate import CardCertificate
+from card.apdu import encode_tlv
+from card.certificate import CardCertificate
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

@@ -25,12 +25,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from card import CardCertificate, CardError, ecdsa_raw_to_der
-
-from .limits import BodyTooLarge, read_limited
-from .scs import ScsFailure, parse_json
-from .signer import HASHES
-from .verify import verify_bytes
+from card import CardCertificate, CardError
+from card.crypto import ecdsa_raw_to_der
+from digisign_web.scs.errors import ScsFailure
+from digisign_web.scs.request import parse_json
+from digisign_web.signing.signers import HASHES
+from digisign_web.signing.validation import verify_bytes
+from digisign_web.web.keys import SETTINGS, STATE
+from digisign_web.web.limits import BodyTooLarge, read_limited
+from digisign_web.web.pages import page, shell
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ async def _read(request: web.Request, limit: int) -> bytearray:
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     """A JSON object body (the SCS parser's rules: 400 for bad or too deeply nested JSON)."""
-    from .server import SETTINGS
-
     try:
         return parse_json(await _read(request, request.app[SETTINGS].max_request_bytes))
     except ScsFailure as exc:
@@ -222,8 +223,6 @@ class PdfFlow:
 
 async def status(request: web.Request) -> web.Response:
     """Server and card state for the playground (from memory, like /version)."""
-    from .server import SETTINGS, STATE
-
     state = request.app[STATE]
     readers = state.manager.readers()
     summaries = {s.reader: s for s in state.summaries()}
@@ -262,15 +261,9 @@ async def websigner_result(request: web.Request) -> web.Response:
                        f'{html.escape(str(check.get("summary")))} – {html.escape(str(check.get("format")))}</p>')
         except web.HTTPException as exc:
             verdict = f'<p class="error">{html.escape(exc.text or "")}</p>'
-    page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1"><title>WebSigner result</title>'
-            '<link rel="stylesheet" href="/static/ui.css"></head><body class="playground"><main class="wrap">'
-            '<section class="panel"><h2>WebSigner result</h2>'
-            f"{verdict}<table>{rows}</table><p><a href=\"/\">Back to the playground</a></p>"
-            "</section></main></body></html>")
-    return web.Response(text=page, content_type="text/html",
-                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'self'; "
-                                                            "frame-ancestors 'none'", "Cache-Control": "no-store"})
+    body = ('<section class="panel"><h2>WebSigner result</h2>'
+            f"{verdict}<table>{rows}</table><p><a href=\"/\">Back to the playground</a></p></section>")
+    return page("report", shell("WebSigner result", body, body_class="playground", main_class="wrap"))
 
 
 def _short(value: str) -> str:

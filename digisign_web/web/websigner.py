@@ -30,10 +30,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from . import policy
-from .scs import ScsFailure, ScsRequest, SigningService, failure, parse_request
-from .text import inert_line
-from .webdialog import top_level_navigation
+from digisign_web.scs.errors import ScsFailure, failure
+from digisign_web.scs.request import ScsRequest, parse_request
+from digisign_web.scs.service import SigningService
+from digisign_web.text import inert_line
+from digisign_web.web.middleware import top_level_navigation
+from digisign_web.web.pages import page, shell
+from digisign_web.wildcards import origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +167,7 @@ class WebSigner:
 
         if settings.http_signer_disabled:
             return deliver_failure(403, "the signing service is disabled on this computer (HTTPSignerDisabled=1)")
-        if not policy.origin_allowed(origin, settings.allowed_origins):
+        if not origin_allowed(origin, settings.allowed_origins):
             return deliver_failure(403, f"origin {origin} is not allowed (allowedOrigins)")
         try:
             scs_request = parse_request(self._fields(form))
@@ -253,18 +256,8 @@ class WebSigner:
 
 def _page(status: int, title: str, body: str, raw: bool = False, form_action: str = "'none'") -> web.Response:
     content = body if raw else f'<p class="error">{html.escape(body)}</p>'
-    text = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)} – digisign-web</title>"
-            '<link rel="stylesheet" href="/static/ui.css"></head><body class="dialog"><main class="card">'
-            '<header class="brand"><span class="logo" aria-hidden="true">✍</span><span>digisign-web</span></header>'
-            f"<h1>{html.escape(title)}</h1>{content}</main>"
-            '<script src="/static/websigner.js"></script></body></html>')
-    csp = (f"default-src 'none'; script-src 'self'; style-src 'self'; form-action {form_action}; "
-           "frame-ancestors 'none'; base-uri 'none'")
-    return web.Response(status=status, text=text, content_type="text/html",
-                        headers={"Content-Security-Policy": csp, "X-Frame-Options": "DENY",
-                                 "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+    text = shell(title, f"<h1>{html.escape(title)}</h1>{content}", body_class="dialog", script="websigner.js")
+    return page("websigner", text, status=status, form_action=form_action)
 
 
 def add_routes(app: web.Application, service: SigningService) -> None:

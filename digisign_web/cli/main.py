@@ -22,22 +22,20 @@ import threading
 from pathlib import Path
 
 from card import (
-    VIRTUAL_PROFILES,
     CardError,
     CardManager,
     CardPolicy,
     Certificate,
     Token,
     TransportError,
-    VirtualCard,
     WrongPinError,
     list_readers,
-    vpcd,
 )
-from card.cardside import CardSide
-from card.replay import RecordedCard
-
-from .text import inert_line
+from card.virtual import VIRTUAL_PROFILES, VirtualCard, VirtualReader, vpcd
+from card.virtual.cardside import CardSide
+from card.virtual.replay import RecordedCard
+from digisign_web.settings import Settings, card_policy
+from digisign_web.text import inert_line
 
 log = logging.getLogger("digisign_web")
 
@@ -90,7 +88,7 @@ def _state_dir(path: Path, write: bool = True) -> Path:
 
 def _check_config(path: Path) -> None:
     """``--config``: an existing, readable DigiSign.conf-style text file (a pipe is left to the reader)."""
-    from .settings import MAX_FILE_BYTES
+    from digisign_web.settings import MAX_FILE_BYTES
 
     try:
         mode = path.stat().st_mode
@@ -149,8 +147,9 @@ def _add_card_policy(parser: argparse.ArgumentParser) -> None:
 
 
 def _policy(args: argparse.Namespace) -> CardPolicy:
-    return CardPolicy(exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),
-                      valid_token_info_label=args.valid_token_info_label)
+    return card_policy(Settings(), exclude_reader=args.exclude_reader,
+                       allow_unknown_cards=bool(args.allow_unknown_cards),
+                       valid_token_info_label=args.valid_token_info_label)
 
 
 def _token_report(token: Token) -> dict[str, object]:
@@ -226,7 +225,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     virtual = None
     if args.virtual_card:
         virtual = VirtualCard(args.virtual_card, _state_dir(args.state_dir))
-    manager = CardManager(_policy(args), virtual=virtual)
+    manager = CardManager(_policy(args), VirtualReader(virtual) if virtual is not None else None)
     try:
         if virtual is None:
             list_readers()  # fail fast, with the reason, when pcscd is not there
@@ -328,8 +327,8 @@ def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from . import formats
-    from .signer import CardSigner
+    from digisign_web.signing import formats
+    from digisign_web.signing.signers import CardSigner
 
     content = _read_input(args.infile, "--in")
     _check_output(args.outfile, "--out")
@@ -337,7 +336,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         _check_pdf(content, args.infile)
     size = len(content)
     virtual = VirtualCard(args.virtual_card, _state_dir(args.state_dir)) if args.virtual_card else None
-    manager = CardManager(_policy(args), virtual=virtual)
+    manager = CardManager(_policy(args), VirtualReader(virtual) if virtual is not None else None)
     hash_algorithm = args.hash.upper().replace("-", "")
     try:
         manager.start()
@@ -395,7 +394,7 @@ async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign import fields, signers
 
-    from .signer import CmsSigner
+    from digisign_web.signing.signers import CmsSigner
 
     if hash_algorithm == "SHA1":
         raise ValueError("SHA1 is not offered for PDF signatures")
@@ -412,8 +411,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pyhanko.pdf_utils.misc import PdfError
 
     from card import load_pem_certificates
-
-    from .verify import verify_bytes
+    from digisign_web.signing.validation import verify_bytes
 
     trust = []
     for path in args.trust or []:
@@ -440,16 +438,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from digisign_web.web.serve import ServeOptions, serve
 
     if args.config is not None:
         _check_config(args.config)
     _state_dir(args.state_dir)
-    return serve(args)
+    return serve(ServeOptions(
+        state_dir=args.state_dir, config=args.config, port=args.port, dialog=args.dialog,
+        virtual_card=args.virtual_card, auto_pin1=args.auto_pin1, auto_pin2=args.auto_pin2,
+        auto_cancel=args.auto_cancel, auto_approve_real_cards=args.auto_approve_real_cards,
+        exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),
+        valid_token_info_label=args.valid_token_info_label))
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from .trust import run
+    from digisign_web.tls.trust import run
 
     _state_dir(args.state_dir, write=args.action == "install")
     return run(args)

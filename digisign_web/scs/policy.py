@@ -456,30 +456,6 @@ def select(
     return Selection(pool, "", True)
 
 
-# --------------------------------------------------------------------------------------------------
-# Origins
-
-
-@lru_cache(maxsize=64)
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL)
-
-
-def origin_allowed(origin: str | None, patterns: str) -> bool:
-    """Whether ``origin`` is on a DigiSign-style wildcard list (``*`` = any run, case-insensitive, whole
-    string; space-separated; the same rules as ``card.readers.matches_wildcards``).
-
-    ``null`` is the origin of sandboxed frames, ``file:`` pages and some redirects: it identifies nobody,
-    so only the explicit pattern ``null`` admits it, never a wildcard. A missing origin is not allowed.
-    """
-    if not origin:
-        return False
-    words = patterns.split()
-    if origin.casefold() == "null":
-        return any(word.casefold() == "null" for word in words)
-    return any(_wildcard_regex(word).fullmatch(origin) for word in words)
-
-
 def check_authentication_content(origin: str | None, content_type: str, content: bytes) -> str | None:
     """The SCS v1.1 authentication-key rule (D22): None if the content may be signed, else why not.
 

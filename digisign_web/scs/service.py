@@ -10,314 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import datetime as dt
-import json
 import logging
-import re
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from card import (
     CardError,
     CardManager,
+    CardPolicy,
     CardRemovedError,
     Certificate,
     PinBlockedError,
     PinInvalidatedError,
-    ReaderEvent,
+    ReaderSource,
     SecurityStatusNotSatisfied,
     Token,
     TransportError,
     WrongPinError,
 )
-
-from . import formats, policy
-from .dialog import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
-from .settings import Settings
-from .signer import CardSigner
-from .text import inert
+from digisign_web.dialog.base import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.scs import policy
+from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
+from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin
+from digisign_web.scs.queue import OperationQueue
+from digisign_web.scs.request import ScsRequest
+from digisign_web.settings import Settings, card_policy
+from digisign_web.signing import formats
+from digisign_web.signing.signers import CardSigner
 
 log = logging.getLogger(__name__)
-
-_WHITESPACE = re.compile(r"\s")
-ACCEPTED_VERSIONS = ("1.0", "1.0.1", "1.1", "1.2")
-VIRTUAL_MANUFACTURER = "digisign-web virtual card"
-HASH_LIST = "SHA1, SHA224, SHA256, SHA384, SHA512"
-
-
-class ScsFailure(Exception):
-    """Ends a request with an SCS failure answer."""
-
-    def __init__(self, code: int, text: str):
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
-
-class Cancelled(ScsFailure):
-    """The user cancelled (401); counted by the spam guard, and shown as such by the dialog."""
-
-    def __init__(self) -> None:
-        super().__init__(401, "cancelled by the user")
-
-
-class TimedOut(ScsFailure):
-    """The dialog was not shown, or not answered, in time (401); counted by the spam guard like a cancel."""
-
-    def __init__(self, text: str = "the user did not answer the dialog in time"):
-        super().__init__(401, text)
-
-
-class PinBlocked(ScsFailure):
-    """The PIN is blocked (401): only the PUK helps now."""
-
-    def __init__(self, text: str = "the PIN is blocked; unblock it with the PUK"):
-        super().__init__(401, text)
-
-
-class WrongPin(ScsFailure):
-    """A wrong PIN (401), with the tries the card says are left."""
-
-    def __init__(self, text: str, tries_left: int | None):
-        super().__init__(401, text)
-        self.tries_left = tries_left
-
-
-def failure(version: str, code: int, text: str) -> dict[str, Any]:
-    return {"version": version, "status": "failed", "reasonCode": code, "reasonText": text}
-
-
-# --- card state for /version -------------------------------------------------------------------
-
-
-@dataclass
-class CardSummary:
-    """What is known about one present card, read once when it arrived (never on a /version call)."""
-
-    reader: str
-    profile: str = ""
-    serial: str = ""
-    label: str = ""
-    key_algorithms: list[str] = field(default_factory=list)
-    certificates: list[dict[str, Any]] = field(default_factory=list)
-    problem: str = ""
-
-
-class CardState:
-    """Reader events in, summaries out. Summaries are built on a worker thread, never on a request."""
-
-    def __init__(self, manager: CardManager, card_lock: threading.RLock | None = None):
-        self.manager = manager
-        self.card_lock = card_lock or threading.RLock()  # held for every use of a token
-        self._lock = threading.Lock()
-        self._summaries: dict[str, CardSummary] = {}
-        manager.add_listener(self._on_event)
-
-    def _on_event(self, event: ReaderEvent) -> None:
-        with self._lock:
-            self._summaries.pop(event.reader, None)
-            if event.kind == "service-lost":
-                self._summaries.clear()
-        if event.kind == "card-inserted":
-            threading.Thread(target=self.refresh, args=(event.reader,), daemon=True).start()
-
-    def refresh(self, reader: str) -> None:
-        summary = CardSummary(reader)
-        try:
-            with self.card_lock:
-                token = self.manager.token(reader)
-                summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
-                for cert in token.certificates():
-                    entry: dict[str, Any] = {"role": cert.role, "subject": cert.subject, "issuer": cert.issuer,
-                                             "notAfter": cert.certificate.not_after.date().isoformat(),
-                                             "keyUsage": cert.key_usage,
-                                             "key": cert.key_description}
-                    if cert.key is not None:
-                        algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
-                        if algo not in summary.key_algorithms:
-                            summary.key_algorithms.append(algo)
-                    if cert.pin is not None:
-                        status = token.pin_status(cert.pin)
-                        entry.update(pin=cert.pin.label, triesLeft=status.tries_left, blocked=status.blocked)
-                    summary.certificates.append(entry)
-        except CardError as exc:
-            summary.problem = str(exc)
-            log.warning("%s: %s", reader, exc)
-        with self._lock:
-            if self.manager.readers().get(reader) is not None:
-                self._summaries[reader] = summary
-
-    def summaries(self) -> list[CardSummary]:
-        with self._lock:
-            return list(self._summaries.values())
-
-    def note_pin(self, reader: str, pin_label: str, tries_left: int | None, blocked: bool) -> None:
-        """Record what a signing attempt taught us about a PIN counter, so status pages stay current
-        without spending APDUs on re-reading it."""
-        with self._lock:
-            summary = self._summaries.get(reader)
-            for entry in summary.certificates if summary else []:
-                if entry.get("pin") == pin_label:
-                    entry.update(triesLeft=tries_left, blocked=blocked)
-
-
-def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:
-    """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
-    algorithms: list[str] = []
-    for summary in summaries:
-        algorithms += [a for a in summary.key_algorithms if a not in algorithms]
-    return {
-        "version": version,
-        "httpMethods": "GET, POST",
-        "contentTypes": "data, digest",
-        "signatureTypes": ",".join(formats.ADVERTISED_TYPES),
-        "selectorAvailable": True,
-        "hashAlgorithms": HASH_LIST if algorithms else "",
-        "signatureAlgorithms": ",".join(algorithms),
-    }
-
-
-# --- request parsing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScsRequest:
-    content: bytes
-    content_type: str
-    hash_algorithm: str
-    signature_type: str
-    selector: policy.Selector
-    info: str | None
-    version: str | None
-
-    @property
-    def sign_request(self) -> formats.SignRequest:
-        return formats.SignRequest(self.content, self.content_type, self.hash_algorithm)
-
-
-def _string(fields: Mapping[str, Any], name: str, default: str | None) -> str | None:
-    value = fields.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ScsFailure(400, f"'{name}' must be a string")
-    return value
-
-
-def decode_base64(text: str, name: str = "content") -> bytes:
-    """Standard base64; whitespace and line breaks (MIME style) are tolerated, nothing else is."""
-    compact = "".join(text.split()) if _WHITESPACE.search(text) else text  # no copy in the common case
-    try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ScsFailure(400, f"'{name}' is not valid base64 ({exc})") from None
-
-
-def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsRequest:
-    """Validate the request fields (400 with the field named). Unknown fields are ignored."""
-    version = fields.get("version")
-    if isinstance(version, int | float) and not isinstance(version, bool):
-        version = str(version)
-    if version is not None and version not in ACCEPTED_VERSIONS:
-        raise ScsFailure(400, f"unsupported 'version' {version!r}; accepted: {', '.join(ACCEPTED_VERSIONS)}")
-    raw = fields.get("content")
-    if raw is None:
-        raise ScsFailure(400, "'content' is missing")
-    if not isinstance(raw, str):
-        raise ScsFailure(400, "'content' must be a base64 string")
-    if from_query:
-        raw = raw.replace(" ", "+")  # a '+' that arrived form-decoded as a space
-    content = decode_base64(raw)
-    content_type = _string(fields, "contentType", "data") or "data"
-    hash_algorithm = (_string(fields, "hashAlgorithm", "SHA256") or "SHA256").upper().replace("-", "")
-    signature_type = _string(fields, "signatureType", "signature") or "signature"
-    info = _string(fields, "info", None)
-    selector_value = fields.get("selector")
-    if from_query and isinstance(selector_value, str):
-        try:
-            selector_value = json.loads(selector_value)
-        except ValueError:
-            raise ScsFailure(400, "'selector' must be a JSON object (URL-encoded in a GET request)") from None
-    try:
-        selector = policy.parse_selector(selector_value, fields.get("strictKeyPolicy"))
-    except policy.SelectorError as exc:
-        raise ScsFailure(400, f"invalid selector: {exc}") from None
-    # info is the page's free text: kept only as shown, inert and capped at INFO_LIMIT (text.py)
-    request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector, inert(info) or None, version)
-    try:
-        formats.preflight(signature_type, request.sign_request)
-    except formats.FormatError as exc:
-        raise ScsFailure(exc.code, exc.text) from None
-    return request
-
-
-MAX_JSON_DEPTH = 32  # an SCS request nests 3 deep (object, selector, list)
-
-
-def parse_json(body: bytes | bytearray) -> dict[str, Any]:
-    """A JSON object, or ScsFailure(400), also for JSON nested deeper than MAX_JSON_DEPTH (which could
-    otherwise exhaust the parser's recursion and answer 500)."""
-    too_deep = ScsFailure(400, f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ScsFailure(400, f"the request body is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise too_deep from None
-    # Depth-first with one iterator per level (no recursion, memory O(depth)); skipped when the body has
-    # too few brackets to nest that deep, as every ordinary request (base64 has none).
-    stack = [iter((value,))] if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH else []
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, dict | list):
-                if len(stack) > MAX_JSON_DEPTH:
-                    raise too_deep
-                stack.append(iter(item.values() if isinstance(item, dict) else item))
-                break
-        else:
-            stack.pop()
-    if not isinstance(value, dict):
-        raise ScsFailure(400, "the request body must be a JSON object")
-    return value
-
-
-# --- one operation at a time --------------------------------------------------------------------
-
-
-class OperationQueue:
-    """One card operation and one dialog at a time; waiting requests queue in FIFO order up to a bound.
-
-    asyncio.Lock wakes waiters in arrival order. A waiter whose client went away is cancelled by aiohttp
-    (handler cancellation is on) and leaves the queue at once. ``before`` runs first and counts against the
-    bound without holding the lock: WebSigner shows its dialog page there, so a page that is never shown
-    never holds the card.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-
-    @asynccontextmanager
-    async def slot(self, before: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
-        if self._waiting >= self.limit and (self._lock.locked() or before is not None):
-            raise ScsFailure(403, "busy: another signature request is in progress and the queue is full")
-        self._waiting += 1
-        try:
-            if before is not None:
-                await before()
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._lock.release()
-
 
 # --- the service ------------------------------------------------------------------------------
 
@@ -588,3 +311,13 @@ class SigningService:
             "reasonText": "Signature generated",
         }
 
+
+def build_service(settings: Settings, dialog: Dialog, source: ReaderSource | None = None, *,
+                  policy: CardPolicy | None = None) -> SigningService:
+    """The signing service over its own card manager and card state (``source`` defaults to PC/SC readers).
+
+    The web app (:func:`digisign_web.web.app.build_app`) and in-process tests build the service here; the
+    caller starts and stops ``service.manager``.
+    """
+    manager = CardManager(policy or card_policy(settings), source)
+    return SigningService(manager, CardState(manager), settings, dialog)

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import peer
+from digisign_web.web import peer
 
 log = logging.getLogger(__name__)
 

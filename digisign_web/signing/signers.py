@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from card import CardCertificate, Certificate, Token, ecdsa_der_to_raw, ecdsa_raw_to_der
+from card import CardCertificate, Certificate, Token
+from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256,

@@ -1,4 +1,4 @@
-"""The SCS signature types, one function each, over a :class:`~digisign_web.signer.DigestSigner`.
+"""The SCS signature types, one function each, over a :class:`~digisign_web.signing.signers.DigestSigner`.
 
 What each type contains is the contract of decisions D17–D21 (shared/reference/scs-interface.md §16):
 
@@ -26,7 +26,13 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
 from signxml.algorithms import SignatureConstructionMethod
 
-from .signer import CmsSigner, DigestSigner, key_algorithm, private_key_for, sign_digest_der
+from digisign_web.signing.signers import (
+    CmsSigner,
+    DigestSigner,
+    key_algorithm,
+    private_key_for,
+    sign_digest_der,
+)
 
 XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
 HASH_ALGORITHMS = ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512")

@@ -133,7 +133,7 @@ class CaInfo:
 
 def ca_info(ca_pem: Path, replaced: str = "") -> CaInfo:
     """What ``status`` reports about the CA file: fingerprint, expiry, constraints and why it is old, if it is."""
-    from .tls import ca_problems, name_constraints
+    from digisign_web.tls.ca import ca_problems, name_constraints
 
     ca_pem = Path(ca_pem)
     if not ca_pem.exists():
@@ -446,7 +446,7 @@ def is_trusted_anywhere(ca_pem: Path, home: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     """``digisign-web trust install|uninstall|status``; 0 ok, 1 a store failed (or, for status: no browser
     trusts the current CA, the CA is old, or a store still holds an old one), 2 certutil is missing."""
-    from .tls import ensure_tls
+    from digisign_web.tls.ca import ensure_tls
 
     state_dir = Path(args.state_dir)
     home = Path(os.path.expanduser("~"))

@@ -25,8 +25,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .apdu import Command
-from .cardside import CardSide, Raw, Sw
+from card.apdu import Command
+from card.virtual.cardside import CardSide, Raw, Sw
 
 log = logging.getLogger(__name__)
 

@@ -61,13 +61,14 @@ import weakref
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from .dialog import DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.dialog.base import DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.web.middleware import own_origins, top_level_navigation
+from digisign_web.web.pages import page, page_headers, template
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,7 @@ MIN_VIEW = (300, 300)  # CSS pixels (width, height) the page needs before it cla
 WAIT_POLL = 15.0  # seconds a waiting page's request for the details is held open before it asks again
 FINAL_GRACE = 30.0  # seconds a finished dialog still answers its page with the outcome
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-                    "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+SECURITY_HEADERS = page_headers("dialog")
 
 
 class DialogNotShown(TimeoutError):
@@ -108,18 +106,6 @@ def default_browser_is_confined() -> bool:
     return snap or flatpak
 
 
-def top_level_navigation(request: web.BaseRequest) -> bool:
-    """Whether the request is a browser tab navigating to a document (or a client that sends no fetch metadata).
-
-    An ``<img>``, a ``no-cors`` fetch, a script or a frame says so in ``Sec-Fetch-Mode``/``Sec-Fetch-Dest``;
-    old browsers and non-browser clients send no ``Sec-Fetch-*`` header at all and are judged by other means.
-    """
-    headers = request.headers
-    if not any(name.lower().startswith("sec-fetch-") for name in headers):
-        return True
-    return headers.get("Sec-Fetch-Mode") == "navigate" and headers.get("Sec-Fetch-Dest") == "document"
-
-
 @dataclass(eq=False)
 class _Session:
     token: str  # the public id in /dialog/<token>
@@ -140,19 +126,19 @@ class _Session:
 
 
 class WebDialog:
-    """A :class:`~digisign_web.dialog.Dialog` that asks through a page of this server."""
+    """A :class:`~digisign_web.dialog.base.Dialog` that asks through a page of this server."""
 
-    def __init__(self, timeout: float = 120.0, language: str = "",
+    def __init__(self, base_url: str, timeout: float = 120.0, language: str = "",
                  open_url: Callable[[str], object] = webbrowser.open, launch_dir: Path | None = None,
                  confined_browser: Callable[[], bool] | None = None):
         self.timeout = timeout
         self._confined_browser = confined_browser or default_browser_is_confined
         self.language = language
         self.open_url = open_url
-        self.base_url = ""  # set once the server knows its port
+        self.base_url = base_url.rstrip("/")  # https://localhost:<the port the server claimed>
         self._launch_dir = launch_dir
         self._sessions: dict[str, _Session] = {}
-        self._by_request: dict[int, _Session] = {}
+        self._by_request: dict[str, _Session] = {}  # DialogRequest.key -> its session
         self._reserved: dict[Callable[[str], None], _Session] = {}
 
     # -- the Dialog interface, used by the signing service ------------------------------------
@@ -161,11 +147,11 @@ class WebDialog:
             raise DialogRefused("the web dialog has no server address yet")
         session = self._reserved.pop(request.present, None) if request.present is not None else None
         if session is not None:  # WebSigner: its page is already shown and waits for these details
-            self._by_request[id(request)] = session
+            self._by_request[request.key] = session
             self._attach(session, request)
             return await session.answers.get()
         session = self._new_session(request)
-        self._by_request[id(request)] = session
+        self._by_request[request.key] = session
         if request.present is not None:
             request.present(self._url(session))
         else:
@@ -207,13 +193,13 @@ class WebDialog:
             self._end(session, {"result": "failed", "text": text})
 
     async def ask_again(self, request: DialogRequest, problem: str, tries_left: int | None) -> DialogAnswer:
-        session = self._by_request[id(request)]
+        session = self._by_request[request.key]
         self._resolve(session, {"result": "wrong-pin", "triesLeft": tries_left, "text": problem})
         return await session.answers.get()
 
     async def finish(self, request: DialogRequest, outcome: str, text: str) -> None:
         """``outcome`` is "signed", "cancelled" or "failed"; the page shows it and, for WebSigner, moves on."""
-        session = self._by_request.pop(id(request), None)
+        session = self._by_request.pop(request.key, None)
         if session is not None:
             self._end(session, {"result": outcome, "text": text})
 
@@ -305,10 +291,6 @@ class WebDialog:
             log.warning("could not open a browser (%s); open the dialog yourself: %s", exc, url)
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def _own_origins(self) -> set[str]:
-        port = self.base_url.rsplit(":", 1)[-1]
-        return {f"https://{host}:{port}" for host in ("localhost", "127.0.0.1", "[::1]")}
-
     def _session(self, request: web.Request) -> _Session:
         session = self._sessions.get(request.match_info["token"])
         if session is None or session.expires < time.monotonic():
@@ -320,7 +302,7 @@ class WebDialog:
         """The dialog page's own script: same origin, its CSRF token and (after the claim) its cookie."""
         same_origin = request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin"
         origin = request.headers.get("Origin")
-        if origin is not None and origin not in self._own_origins():
+        if origin is not None and origin not in own_origins(request):
             same_origin = False
         cookie_ok = not cookie or (session.cookie and hmac.compare_digest(request.cookies.get("dlg", ""),
                                                                           session.cookie))
@@ -337,9 +319,7 @@ class WebDialog:
             raise web.HTTPGone(text="This signing dialog is already open in another tab, or is over.",
                                headers=SECURITY_HEADERS)
         session.loaded.set()
-        template = resources.files("static").joinpath("dialog.html").read_text(encoding="utf-8")
-        text = template.replace("{{csrf}}", session.csrf).replace("{{lang}}", html.escape(self.language or ""))
-        return web.Response(text=text, content_type="text/html", headers=SECURITY_HEADERS)
+        return page("dialog", template("dialog.html", csrf=session.csrf, lang=self.language or ""))
 
     async def claim(self, request: web.Request) -> web.Response:
         """The page proves it holds the key (from its URL fragment); the first good claim binds the dialog."""

@@ -1,4 +1,4 @@
-"""Plug a virtual card (:class:`~card.cardside.CardSide`: the emulator, or a replayed recording of a real
+"""Plug a virtual card (:class:`~card.virtual.cardside.CardSide`: the emulator, or a replayed recording of a real
 card) into a real pcscd through vsmartcard's ``vpcd`` driver.
 
 vpcd listens (port 35963 for its first slot); the card connects and answers framed messages: a 2-byte
@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 
-from .cardside import CardSide
+from card.virtual.cardside import CardSide
 
 log = logging.getLogger(__name__)
 

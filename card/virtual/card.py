@@ -30,13 +30,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from . import pkcs15
-from .apdu import Command, encode_tlv, find_tlv, parse_tlv
-from .cardside import CardSide
-from .cardside import Raw as _Raw
-from .cardside import Sw as _Sw
-from .profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, HASH_SIZES, CardProfile
-from .testpki import CardIdentity, PrivateKey, load_or_create
+from card import pkcs15
+from card.apdu import Command, encode_tlv, find_tlv, parse_tlv
+from card.profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, HASH_SIZES, CardProfile
+from card.virtual.cardside import CardSide
+from card.virtual.cardside import Raw as _Raw
+from card.virtual.cardside import Sw as _Sw
+from card.virtual.pki import CardIdentity, PrivateKey, load_or_create
 
 log = logging.getLogger(__name__)
 

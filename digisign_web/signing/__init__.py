@@ -1,0 +1,1 @@
+"""Signing: signers (card-backed and software), signature formats, PDF, and validation. Knows no HTTP."""

@@ -1,0 +1,1 @@
+"""The local CA and the localhost identity, and the trust stores that must know the CA."""

@@ -1,0 +1,1 @@
+"""aiohttp only: the app factory (the one composition root), middleware, routes, pages and serving."""

@@ -1,0 +1,95 @@
+"""The SCS endpoints: ``GET /version`` and ``GET|POST /sign`` (D1, D2). Failures are JSON with HTTP 200 (D5)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from digisign_web.scs.card_state import version_payload
+from digisign_web.scs.errors import ScsFailure, failure
+from digisign_web.scs.request import parse_json, parse_request
+from digisign_web.settings import Settings
+from digisign_web.text import inert_line
+from digisign_web.web.keys import SERVICE, SETTINGS, STATE
+from digisign_web.web.limits import BodyTooLarge, read_limited
+from digisign_web.web.middleware import SCS_PATHS
+from digisign_web.wildcards import origin_allowed
+
+log = logging.getLogger(__name__)
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    return web.json_response(data, headers={"Cache-Control": "no-store"})
+
+
+async def version(request: web.Request) -> web.Response:
+    return _json(version_payload(request.app[STATE].summaries(), request.app[SETTINGS].scs_version))
+
+
+def _origin(request: web.Request, settings: Settings) -> str | None:
+    """The requesting origin, or ScsFailure(403). No Origin is accepted only from non-browser clients."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site not in (None, "none", "same-origin"):
+            # A browser navigation from another site (e.g. a GET /sign link) carries no Origin: refuse it.
+            raise ScsFailure(403, "a cross-site browser request without an Origin header is refused")
+        return None
+    if not origin_allowed(origin, settings.allowed_origins):
+        raise ScsFailure(403, f"origin {origin} is not allowed (allowedOrigins)")
+    return origin
+
+
+async def _read_body(request: web.Request, limit: int) -> bytearray:
+    """The body, or 413 without reading it all when it is larger than the limit."""
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge as exc:
+        raise ScsFailure(413, str(exc)) from None
+
+
+async def sign(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    try:
+        origin = _origin(request, settings)
+        if request.method == "GET":
+            scs_request = parse_request(dict(request.query), from_query=True)
+        elif request.method == "POST":
+            if request.content_type == "application/jwt":
+                raise ScsFailure(501, "the SCS 1.3 JWS/JWE transaction flow is not implemented")
+            body = await _read_body(request, settings.max_request_bytes)
+            fields = parse_json(body)
+            del body  # keep peak memory near the payload size: the JSON text is no longer needed
+            scs_request = parse_request(fields)
+            del fields
+        else:
+            raise ScsFailure(400, f"method {request.method} is not used by SCS")
+        log.info("sign request from %s: %s/%s/%s, %d bytes", inert_line(origin) or "(no origin)",
+                 scs_request.signature_type,
+                 scs_request.content_type, scs_request.hash_algorithm, len(scs_request.content))
+        result = await service.sign(scs_request, origin)
+        log.info("sign request from %s: signed", inert_line(origin) or "(no origin)")
+        return _json(result)
+    except ScsFailure as exc:
+        log.info("sign request from %s: failed %d: %s", inert_line(origin) or "(no origin)", exc.code,
+                 inert_line(exc.text, 1000))  # header text (the origin) inert in the log, see text.py
+        return _json(failure(settings.scs_version, exc.code, exc.text))
+    except Exception:
+        log.exception("internal error while signing")
+        return _json(failure(settings.scs_version, 500, "internal error; see the server log"))
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # the middleware adds the CORS headers
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/version", version)
+    app.router.add_route("GET", "/sign", sign)
+    app.router.add_route("POST", "/sign", sign)
+    for path in SCS_PATHS:
+        app.router.add_route("OPTIONS", path, preflight)

@@ -1,0 +1,187 @@
+"""Serving: bind the SCS port list on loopback (the first free port wins), from a typed options object.
+
+The HTTPS port is claimed *before* the application is built, so everything that names the server's own
+address (the web dialog's links) is given it at construction instead of being patched after start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from card.virtual import VirtualCard, VirtualReader
+from digisign_web.dialog.base import AutoDialog, Dialog, TerminalDialog
+from digisign_web.settings import Settings, card_policy, load_settings
+from digisign_web.tls.ca import ensure_tls, server_context
+from digisign_web.tls.trust import is_trusted_anywhere
+from digisign_web.web.app import build_app
+from digisign_web.web.dialog import WebDialog
+from digisign_web.web.limits import ConnectionLimits, fd_budget, limit_log_repeats
+
+log = logging.getLogger(__name__)
+
+HOSTS = ("127.0.0.1", "::1")
+BACKLOG = 4096  # a burst of connections waits in the kernel (up to net.core.somaxconn) instead of being dropped
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``digisign-web serve`` was asked for (the CLI builds this from its arguments)."""
+
+    state_dir: Path
+    config: Path | None = None
+    port: int | None = None
+    dialog: str = "terminal"  # terminal | web | auto
+    virtual_card: str | None = None  # a VIRTUAL_PROFILES name: serve the in-process virtual card
+    auto_pin1: str | None = None
+    auto_pin2: str | None = None
+    auto_cancel: bool = False
+    auto_approve_real_cards: bool = False
+    exclude_reader: str = ""
+    allow_unknown_cards: bool = True
+    valid_token_info_label: str = ""
+
+
+def build_dialog(options: ServeOptions, settings: Settings, base_url: str) -> Dialog:
+    if options.dialog == "auto":
+        return AutoDialog(options.auto_pin1, options.auto_pin2, cancel=options.auto_cancel,
+                          allow_real_cards=options.auto_approve_real_cards)
+    if options.dialog == "web":
+        return WebDialog(base_url, timeout=settings.dialog_timeout, language=settings.language)
+    return TerminalDialog()
+
+
+class LimitedSite(web.BaseSite):
+    """A site on an already bound socket whose connections pass :class:`~.limits.ConnectionLimits` (this
+    user only, caps, deadlines) before aiohttp sees them; TLS starts only for admitted connections."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, ssl_context: Any, limits: ConnectionLimits):
+        super().__init__(runner, ssl_context=ssl_context, backlog=BACKLOG)
+        self._sock, self._limits = sock, limits
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self._ssl_context else 'http'}://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limits.protocol_factory(server, self._ssl_context), sock=self._sock, backlog=self._backlog)
+
+
+def claim_port(ports: tuple[int, ...]) -> tuple[int, list[socket.socket]] | None:
+    """Bind the first port of ``ports`` that is free on 127.0.0.1 (and on ::1 where there is IPv6)."""
+    for port in ports:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOSTS[0], port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                log.warning("port %d is taken, trying the next one", port)
+                continue
+            raise
+        socks = [sock]
+        six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            six.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            six.bind((HOSTS[1], port))
+            socks.append(six)
+        except OSError as exc:
+            six.close()
+            log.warning("no IPv6 loopback on port %d: %s", port, exc)
+        return port, socks
+    return None
+
+
+async def start_sites(runner: web.AppRunner, socks: list[socket.socket], ssl_context: Any,
+                      limits: ConnectionLimits) -> None:
+    for sock in socks:
+        await LimitedSite(runner, sock, ssl_context, limits).start()
+
+
+async def bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any,
+               limits: ConnectionLimits | None = None) -> int | None:
+    """Claim the first free port of ``ports`` and serve ``runner`` there; None when none is free."""
+    claimed = claim_port(ports)
+    if claimed is None:
+        return None
+    port, socks = claimed
+    await start_sites(runner, socks, ssl_context, limits or ConnectionLimits())
+    return port
+
+
+async def _run(options: ServeOptions) -> int:
+    try:
+        settings = load_settings(options.config)  # logs its own warnings
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.ignored:
+        log.info("settings that do not apply here (ignored): %s", ", ".join(settings.ignored))
+    if options.dialog == "auto" and options.auto_approve_real_cards:
+        log.warning("!!! --auto-approve-real-cards: every request is signed WITHOUT asking anyone, "
+                    "with any card, including real ones !!!")
+    files = ensure_tls(options.state_dir)
+    https_ports = (options.port, *[p for p in settings.https_ports if p != options.port]) if options.port \
+        else settings.https_ports
+    claimed = claim_port(https_ports)
+    if claimed is None:
+        print(f"error: none of the ports {https_ports} is free", file=sys.stderr)
+        return 2
+    port, socks = claimed
+    virtual = VirtualCard(options.virtual_card, options.state_dir) if options.virtual_card else None
+    policy = card_policy(settings, exclude_reader=options.exclude_reader,
+                         allow_unknown_cards=options.allow_unknown_cards,
+                         valid_token_info_label=options.valid_token_info_label)
+    app = build_app(settings, build_dialog(options, settings, f"https://localhost:{port}"),
+                    VirtualReader(virtual) if virtual is not None else None, policy=policy)
+    limit_log_repeats()
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    limits = ConnectionLimits(max_connections=fd_budget())
+    try:
+        await runner.setup()
+        if not limits.check_peer:
+            log.warning("this system cannot tell which local user a connection comes from: other users are not "
+                        "refused")
+        await start_sites(runner, socks, server_context(files), limits)
+        print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
+        if settings.http_ports:
+            http_port = await bind(runner, settings.http_ports, None, limits)
+            if http_port:
+                print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
+        print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
+        if not is_trusted_anywhere(files.ca_cert, Path.home()):
+            print("hint: browsers do not trust it yet; run `digisign-web trust install` (see certs/README.md)")
+        if virtual is not None:
+            print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
+        print(f"dialog: {options.dialog}", flush=True)
+        log.info("listening on port %d", port)
+        await asyncio.Event().wait()
+    finally:
+        limits.close()
+        await runner.cleanup()
+        for sock in socks:
+            sock.close()
+    return 0
+
+
+def serve(options: ServeOptions) -> int:
+    try:
+        return asyncio.run(_run(options))
+    except KeyboardInterrupt:
+        return 0
