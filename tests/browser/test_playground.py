@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.browser.conftest import WebServer, screenshot, start_web_server
 from tests.conftest import ROOT, answer_chain
 from tests.integration.test_scs_process import stop
-from tests.test_formats import blank_pdf, nss_db, pdfsig
+from tests.unit.test_formats import blank_pdf, nss_db, pdfsig
 
 PIN1, PIN2 = "1234", "123456"
 

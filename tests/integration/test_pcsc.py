@@ -26,7 +26,7 @@ from card import (
 from card.pcsc import PcscTransport
 from digisign_web.wildcards import matcher
 from tests.conftest import run_cli, wait_until
-from tests.test_token import PIN1, PIN2, PUK, by_role, verify
+from tests.unit.test_token import PIN1, PIN2, PUK, by_role, verify
 
 pytestmark = pytest.mark.pcscd
 

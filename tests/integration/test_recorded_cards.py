@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from card import CardCertificate
 from tests.conftest import ROOT, VPCD_PORTS, cli_env, reader_atr, run_cli, wait_until
 from tests.integration.test_scs_process import start_server, stop
-from tests.test_real_cards import MESSAGE, RECORDINGS, recorded_certificates
+from tests.unit.test_real_cards import MESSAGE, RECORDINGS, recorded_certificates
 
 READER = VPCD_PORTS[35963]
 

@@ -36,7 +36,7 @@ from pyhanko.sign import fields, signers
 
 from card import CardCertificate
 from tests.integration.test_scs_process import RunningServer, start_server, stop
-from tests.test_formats import blank_pdf
+from tests.unit.test_formats import blank_pdf
 
 RSA_SIGNATURE_PROFILES = ["fineid-v3.1", "fineid-org", "fineid-v3-dual"]  # an RSA non-repudiation key
 RSA_AUTH_PROFILES = ["fineid-v3", "fineid-v3.1", "fineid-org"]  # an RSA authentication key

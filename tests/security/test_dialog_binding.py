@@ -37,7 +37,7 @@ from tests.browser.conftest import (  # noqa: F401 - the browser fixtures
     trusted_home,
     web_server,
 )
-from tests.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
+from tests.unit.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4)
 USER_SITE = "https://eservice.example"

@@ -27,7 +27,7 @@ from card.crypto import ecdsa_raw_to_der
 from card.virtual.replay import RecordedCard, Recording
 from card.virtual.source import InProcessTransport
 
-RECORDINGS = Path(__file__).resolve().parent / "data" / "recordings"
+RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "recordings"
 MESSAGE = b"Hello world!"  # what the recorded signatures are over (libelectronic-id's dataToSign)
 
 # (recording, role) -> (hash, RSA-PSS?, PIN) as the real card was used in the trace.

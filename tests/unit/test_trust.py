@@ -23,7 +23,7 @@ from digisign_web.tls import trust
 from digisign_web.tls.ca import ensure_tls
 from tests.security.test_local_ca import issue_leaf, load_ca, old_design_ca, write_pem
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PROFILE = ".mozilla/firefox/abcd.default-release"
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 import re
 
-from tests.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
+from tests.unit.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
 
 RP = "https://eservice.example"
 
