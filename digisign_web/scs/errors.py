@@ -13,6 +13,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
+class SelectorError(ValueError):
+    """The selector is malformed; str(e) names the field (becomes an SCS 400 reasonText)."""
+
+
 class ScsFailure(Exception):
     """Ends a request with an SCS failure answer."""
 
@@ -53,8 +58,4 @@ class WrongPin(ScsFailure):
 
 def failure(version: str, code: int, text: str) -> dict[str, Any]:
     return {"version": version, "status": "failed", "reasonCode": code, "reasonText": text}
-
-
-# --- card state for /version -------------------------------------------------------------------
-
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from digisign_web.scs import policy
-from digisign_web.scs.errors import ScsFailure
+from card.crypto import HASH_NAMES
+from digisign_web.scs.errors import ScsFailure, SelectorError
+from digisign_web.scs.selector import Selector, parse_selector
 from digisign_web.signing import formats
 from digisign_web.text import inert
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s")
 ACCEPTED_VERSIONS = ("1.0", "1.0.1", "1.1", "1.2")
-HASH_LIST = "SHA1, SHA224, SHA256, SHA384, SHA512"
+HASH_LIST = ", ".join(HASH_NAMES)  # /version's hashAlgorithms
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ScsRequest:
     content_type: str
     hash_algorithm: str
     signature_type: str
-    selector: policy.Selector
+    selector: Selector
     info: str | None
     version: str | None
 
@@ -82,8 +83,8 @@ def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsReq
         except ValueError:
             raise ScsFailure(400, "'selector' must be a JSON object (URL-encoded in a GET request)") from None
     try:
-        selector = policy.parse_selector(selector_value, fields.get("strictKeyPolicy"))
-    except policy.SelectorError as exc:
+        selector = parse_selector(selector_value, fields.get("strictKeyPolicy"))
+    except SelectorError as exc:
         raise ScsFailure(400, f"invalid selector: {exc}") from None
     # info is the page's free text: kept only as shown, inert and capped at INFO_LIMIT (text.py)
     request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector, inert(info) or None, version)

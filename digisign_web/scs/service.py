@@ -31,11 +31,13 @@ from card import (
     WrongPinError,
 )
 from digisign_web.dialog.base import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
-from digisign_web.scs import policy
+from digisign_web.scs.authentication import check_authentication_content
+from digisign_web.scs.cancel_guard import CancelGuard
 from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
 from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin
 from digisign_web.scs.queue import OperationQueue
 from digisign_web.scs.request import ScsRequest
+from digisign_web.scs.selector import select
 from digisign_web.settings import Settings, card_policy
 from digisign_web.signing import formats
 from digisign_web.signing.signers import CardSigner
@@ -60,7 +62,7 @@ class SigningService:
         self.settings = settings
         self.dialog = dialog
         self.queue = OperationQueue(settings.queue_limit)
-        self.guard = policy.CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
+        self.guard = CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
         # Per reader: the token (card connection) and the origin for which we last used it. Whatever PIN the
         # card holds was verified for that origin; any other origin logs the card out first (D27). A new
         # token (the card was reinserted or reopened) has no owner, so nothing it holds is trusted.
@@ -160,7 +162,7 @@ class SigningService:
             problems = "; ".join(f"{r}: {p}" for r, p in self.manager.problems().items())
             raise ScsFailure(404, "no card with a usable certificate is present"
                              + (f" ({problems})" if problems else ""))
-        selection = policy.select(candidates, lambda c: c.cert.certificate, request.selector,
+        selection = select(candidates, lambda c: c.cert.certificate, request.selector,
                                   self.settings.strict_scs_key_policy)
         if not selection.matches:
             raise ScsFailure(404, f"no certificate matches the request: {selection.reason}")
@@ -168,7 +170,7 @@ class SigningService:
         refusal = ""
         for candidate in selection.matches:
             if candidate.cert.role == "authentication":
-                why = policy.check_authentication_content(origin, request.content_type, request.content)
+                why = check_authentication_content(origin, request.content_type, request.content)
                 if why:
                     refusal = why
                     continue

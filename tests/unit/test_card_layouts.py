@@ -20,7 +20,7 @@ from card.crypto import ecdsa_raw_to_der
 from card.virtual import VirtualCard
 from card.virtual.card import VIRTUAL_PROFILES
 from card.virtual.source import InProcessTransport
-from digisign_web.scs import policy
+from digisign_web.scs.selector import parse_selector, select
 
 PIN1, PIN2, PUK = "1234", "123456", "12345678"
 # profile -> (card-layer profile, [(role, key algorithm, size, key reference, PIN reference)])
@@ -140,17 +140,17 @@ def test_dual_algorithm_card_keyalgorithms_picks_one(state_dir: Path) -> None:
     signature_keys = [c for c in token.certificates() if c.role == "signature"]
     assert [c.key_algorithm for c in signature_keys] == ["RSA", "EC"]
     for wanted, algorithm in (("rsa", "RSA"), ("ec", "EC")):
-        selector = policy.parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": [wanted],
+        selector = parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": [wanted],
                                           "strictKeyPolicy": True})
-        chosen = policy.select(signature_keys, lambda c: c.certificate, selector, strict_setting=False)
+        chosen = select(signature_keys, lambda c: c.certificate, selector, strict_setting=False)
         assert [c.key_algorithm for c in chosen.matches] == [algorithm]
 
 
 def test_ec_only_card_fails_an_rsa_only_relying_party_with_strict_key_policy(state_dir: Path) -> None:
     _card, token = open_card(state_dir, "fineid-v4")
-    selector = policy.parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": ["rsa"],
+    selector = parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": ["rsa"],
                                       "strictKeyPolicy": True})
-    chosen = policy.select(token.certificates(), lambda c: c.certificate, selector, strict_setting=False)
+    chosen = select(token.certificates(), lambda c: c.certificate, selector, strict_setting=False)
     assert chosen.matches == [] and "keyalgorithms" in chosen.reason
 
 

@@ -18,14 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from card import CardCertificate, Name
-from digisign_web.scs.policy import (
-    CancelGuard,
+from digisign_web.scs.authentication import check_authentication_content
+from digisign_web.scs.cancel_guard import CancelGuard
+from digisign_web.scs.dn import dn_matches
+from digisign_web.scs.errors import SelectorError
+from digisign_web.scs.selector import (
     Selection,
     Selector,
-    SelectorError,
     aki_of,
-    check_authentication_content,
-    dn_matches,
     key_algorithm_of,
     key_usages_of,
     parse_selector,
