@@ -22,10 +22,10 @@ from functools import cached_property
 from asn1crypto import core
 from asn1crypto import x509 as asn1_x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from card.crypto import hash_by_lower_name, key_algorithm
 from card.errors import MalformedResponseError
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -44,8 +44,6 @@ _KEY_USAGE_NAMES = {
     "key_agreement": "key_agreement", "key_cert_sign": "key_cert_sign", "crl_sign": "crl_sign",
 }
 _KEY_USAGE_ORDER = tuple(_KEY_USAGE_NAMES)
-_HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
-           "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
 def _escape(value: str) -> str:
@@ -235,7 +233,7 @@ class CardCertificate:
     @property
     def key_algorithm(self) -> str:
         """``RSA`` or ``EC``."""
-        return "EC" if isinstance(self.public_key, ec.EllipticCurvePublicKey) else "RSA"
+        return key_algorithm(self.public_key)
 
     @property
     def key_size(self) -> int:
@@ -255,22 +253,23 @@ class CardCertificate:
     def signed_by(self, issuer: CardCertificate) -> bool:
         """Whether ``issuer``'s key made this certificate's signature (over the TBS bytes as encoded)."""
         algo = self._asn1["signature_algorithm"]
-        hash_name = algo.hash_algo
-        if hash_name not in _HASHES:
+        try:
+            hash_entry = hash_by_lower_name(algo.hash_algo)
+        except KeyError:
             return False
         tbs = self._asn1["tbs_certificate"].dump()
         signature = self._asn1["signature_value"].native
         key = issuer.public_key
         try:
             if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, tbs, ec.ECDSA(_HASHES[hash_name]()))
+                key.verify(signature, tbs, ec.ECDSA(hash_entry.new()))
             elif algo.signature_algo == "rsassa_pss":
                 params = algo["parameters"]
-                pss_hash = _HASHES[params["hash_algorithm"]["algorithm"].native]()
+                pss_hash = hash_by_lower_name(params["hash_algorithm"]["algorithm"].native).new()
                 key.verify(signature, tbs, padding.PSS(padding.MGF1(pss_hash), params["salt_length"].native),
                            pss_hash)
             else:
-                key.verify(signature, tbs, padding.PKCS1v15(), _HASHES[hash_name]())
+                key.verify(signature, tbs, padding.PKCS1v15(), hash_entry.new())
         except (InvalidSignature, ValueError, KeyError, TypeError):
             return False
         return True

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from card.crypto import HASH_NAMES, SHA1, SHA224, SHA256, SHA384, SHA512
 from card.pkcs15 import PKCS15_AID
 
-HASH_NIBBLE = {"SHA1": 0x10, "SHA224": 0x30, "SHA256": 0x40, "SHA384": 0x50, "SHA512": 0x60}
-HASH_SIZES = {"SHA1": 20, "SHA224": 28, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+# MSE algorithm byte = hash nibble | scheme nibble (F7), by the hash names of card.crypto's table.
+HASH_NIBBLE = {SHA1.name: 0x10, SHA224.name: 0x30, SHA256.name: 0x40, SHA384.name: 0x50, SHA512.name: 0x60}
 SCHEME_NIBBLE = {"pkcs1": 0x02, "ecdsa": 0x04, "pss": 0x05}
-
-# DER prefixes of DigestInfo for cards that want the host to build it (RFC 8017 §9.2 note 1).
-DIGEST_INFO_PREFIX = {
-    "SHA1": bytes.fromhex("3021300906052b0e03021a05000414"),
-    "SHA224": bytes.fromhex("302d300d06096086480165030402040500041c"),
-    "SHA256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
+assert set(HASH_NIBBLE) == set(HASH_NAMES), "every hash in card.crypto needs a FINEID nibble"
 
 
 @dataclass(frozen=True)

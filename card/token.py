@@ -16,7 +16,7 @@ from typing import TypeVar
 from card import pkcs15
 from card.apdu import Command, Response, der_object_size, find_tlv, parse_tlv
 from card.certificate import CardCertificate, build_chain
-from card.crypto import ecdsa_der_to_raw
+from card.crypto import ecdsa_der_to_raw, hash_by_name
 from card.errors import (
     CardError,
     CardRemovedError,
@@ -26,7 +26,7 @@ from card.errors import (
     StatusWordError,
     UnsupportedCardError,
 )
-from card.profiles import DIGEST_INFO_PREFIX, GENERIC, HASH_SIZES, CardProfile, match_profile
+from card.profiles import GENERIC, CardProfile, match_profile
 from card.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -599,11 +599,10 @@ class Token:
         info = key.key if isinstance(key, Certificate) else key
         if info is None:
             raise CardError("this certificate has no private key on the card")
-        hash_algorithm = hash_algorithm.upper().replace("-", "")
-        if hash_algorithm not in HASH_SIZES:
-            raise ValueError(f"unsupported hash algorithm {hash_algorithm}")
-        if len(digest) != HASH_SIZES[hash_algorithm]:
-            raise ValueError(f"a {hash_algorithm} digest has {HASH_SIZES[hash_algorithm]} bytes, got {len(digest)}")
+        hash_entry = hash_by_name(hash_algorithm)
+        hash_algorithm = hash_entry.name
+        if len(digest) != hash_entry.size:
+            raise ValueError(f"a {hash_algorithm} digest has {hash_entry.size} bytes, got {len(digest)}")
         if info.key_reference is None:
             raise CardError(f"key {info.label!r} has no key reference")
         ec_key = info.algorithm == "EC"
@@ -644,7 +643,7 @@ class Token:
             elif self.profile.sign_style == "cds-with-hash":
                 response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, digest, le=le, name="PSO:CDS"))
             else:
-                data = digest if ec_key or scheme == "pss" else DIGEST_INFO_PREFIX[hash_algorithm] + digest
+                data = digest if ec_key or scheme == "pss" else hash_entry.digest_info_prefix + digest
                 response = self._transmit(Command(0x00, 0x2A, 0x9E, 0x9A, data, le=le, name="PSO:CDS"))
             return response.check("PSO:CDS").data
 

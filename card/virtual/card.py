@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from card import pkcs15
 from card.apdu import Command, encode_tlv, find_tlv, parse_tlv
-from card.profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, HASH_SIZES, CardProfile
+from card.crypto import ecdsa_der_to_raw, hash_by_name, hash_by_size, key_algorithm
+from card.profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, CardProfile
 from card.virtual.cardside import CardSide
 from card.virtual.cardside import Raw as _Raw
 from card.virtual.cardside import Sw as _Sw
@@ -84,10 +84,7 @@ LAYOUTS = {
 }
 assert tuple(LAYOUTS) == VIRTUAL_PROFILES
 
-_HASH_BY_NIBBLE = {v >> 4: k for k, v in HASH_NIBBLE.items()}
-_HASH_OBJ = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256,
-             "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}
-_HASH_BY_SIZE = {v: k for k, v in HASH_SIZES.items()}
+_HASH_BY_NIBBLE = {nibble >> 4: hash_by_name(name) for name, nibble in HASH_NIBBLE.items()}
 
 
 # --- file system -----------------------------------------------------------------------------
@@ -174,7 +171,7 @@ class Key:
 
     @property
     def is_ec(self) -> bool:
-        return isinstance(self.private_key, ec.EllipticCurvePrivateKey)
+        return key_algorithm(self.private_key) == "EC"
 
     @property
     def signature_size(self) -> int:
@@ -286,12 +283,9 @@ class VirtualCard(CardSide):
             refs.append((bytes((0x02 + i,)), label, self.keys[ref], {"non_repudiation"}, b"\x02"))
         for key_id, label, key, usage, auth_id in refs:
             pk = key.private_key
-            if isinstance(pk, rsa.RSAPrivateKey):
-                algorithm, size = "RSA", pk.key_size
-                usage = usage | ({"decrypt"} if key_id == b"\x01" else set())
-            else:
-                algorithm, size = "EC", pk.curve.key_size
-                usage = usage | ({"derive"} if key_id == b"\x01" else set())
+            algorithm, size = key_algorithm(pk), pk.key_size  # an EC key's size is its curve's
+            if key_id == b"\x01":  # the authentication key also decrypts (RSA) or derives (EC)
+                usage = usage | {"decrypt" if algorithm == "RSA" else "derive"}
             keys.append(pkcs15.KeyInfo(label, key_id, frozenset(usage), key.reference, auth_id,
                                        algorithm, size, user_consent=1 if key.consumes_pin else 0))
         app.add(EF(FID_PRKDF, pkcs15.encode_prkdf(keys)))
@@ -553,10 +547,10 @@ class VirtualCard(CardSide):
         value = find_tlv(parse_tlv(c.data), 0x90)
         if value is None or self.layout.org:  # org cards hash only on card: no external hash
             raise _Sw(0x6A80)  # card-side hashing (tag 80) is not offered
-        expected = HASH_SIZES[_HASH_BY_NIBBLE[self._se_alg >> 4]]
+        expected = _HASH_BY_NIBBLE[self._se_alg >> 4].size
         if self._se_key.is_ec:
             # OpenSC sends any hash left-padded to 48 bytes under alg 54: accept hash sizes.
-            if len(value.value) not in _HASH_BY_SIZE:
+            if hash_by_size(len(value.value)) is None:
                 raise _Sw(0x6A80)
         elif len(value.value) != expected:
             raise _Sw(0x6A80)
@@ -569,7 +563,7 @@ class VirtualCard(CardSide):
             # S4-2: the bare digest inline; the card builds the DigestInfo for PKCS#1 v1.5.
             if key is None:
                 raise _Sw(0x6985)
-            if len(c.data) != HASH_SIZES[_HASH_BY_NIBBLE[self._se_alg >> 4]]:
+            if len(c.data) != _HASH_BY_NIBBLE[self._se_alg >> 4].size:
                 raise _Sw(0x6A80)
             self._hash = c.data
         elif c.data:
@@ -592,11 +586,11 @@ class VirtualCard(CardSide):
     def _sign(self, key: Key, digest: bytes) -> bytes:
         pk = key.private_key
         if isinstance(pk, ec.EllipticCurvePrivateKey):
-            algo = _HASH_OBJ[_HASH_BY_SIZE[len(digest)]]()
-            r, s = utils.decode_dss_signature(pk.sign(digest, ec.ECDSA(utils.Prehashed(algo))))
-            size = (pk.curve.key_size + 7) // 8
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        algo = _HASH_OBJ[_HASH_BY_NIBBLE[self._se_alg >> 4]]()
+            by_size = hash_by_size(len(digest))
+            assert by_size is not None  # PSO:HASH accepted only hash sizes
+            der = pk.sign(digest, ec.ECDSA(utils.Prehashed(by_size.new())))
+            return ecdsa_der_to_raw(der, (pk.curve.key_size + 7) // 8)
+        algo = _HASH_BY_NIBBLE[self._se_alg >> 4].new()
         if self._se_alg & 0x0F == 0x05:
             pad: padding.AsymmetricPadding = padding.PSS(padding.MGF1(algo), algo.digest_size)
         else:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from card.apdu import encode_tlv
 from card.certificate import CardCertificate
+from card.crypto import key_algorithm
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -180,7 +181,7 @@ def _spki(public_key: object) -> keys.PublicKeyInfo:
 
 
 def _signature_algorithm(issuer_key: PrivateKey) -> algos.SignedDigestAlgorithm:
-    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+    if key_algorithm(issuer_key) == "EC":
         return algos.SignedDigestAlgorithm({"algorithm": "sha384_ecdsa", "parameters": core.Null()})
     return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa", "parameters": core.Null()})
 

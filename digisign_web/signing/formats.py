@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
 from signxml.algorithms import SignatureConstructionMethod
 
+from card.crypto import HASH_NAMES, hash_by_name
 from digisign_web.signing.signers import (
     CmsSigner,
     DigestSigner,
@@ -35,7 +35,6 @@ from digisign_web.signing.signers import (
 )
 
 XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
-HASH_ALGORITHMS = ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
 CONTENT_TYPES = ("data", "digest")
 
 
@@ -69,13 +68,13 @@ def java_algorithm_name(signer: DigestSigner, hash_algorithm: str, plain: bool =
 
 def message_digest(request: SignRequest) -> bytes:
     """The digest to sign: hash of the content for ``data``, the content itself for ``digest``."""
+    algorithm = hash_by_name(request.hash_algorithm)
     if request.content_type == "digest":
-        size = hashlib.new(request.hash_algorithm.lower()).digest_size
-        if len(request.content) != size:
-            raise FormatError(400, f"a {request.hash_algorithm} digest has {size} bytes; "
+        if len(request.content) != algorithm.size:
+            raise FormatError(400, f"a {request.hash_algorithm} digest has {algorithm.size} bytes; "
                                    f"the content has {len(request.content)}")
         return request.content
-    return hashlib.new(request.hash_algorithm.lower(), request.content).digest()
+    return algorithm.digest(request.content)
 
 
 def _no_sha1(request: SignRequest, what: str) -> None:
@@ -219,9 +218,9 @@ def preflight(signature_type: str, request: SignRequest) -> None:
                                f"supported: {', '.join(ADVERTISED_TYPES)}")
     if request.content_type not in CONTENT_TYPES:
         raise FormatError(400, f"unknown contentType {request.content_type!r}; use 'data' or 'digest'")
-    if request.hash_algorithm not in HASH_ALGORITHMS:
+    if request.hash_algorithm not in HASH_NAMES:
         raise FormatError(400, f"unknown hashAlgorithm {request.hash_algorithm!r}; "
-                               f"supported: {', '.join(HASH_ALGORITHMS)}")
+                               f"supported: {', '.join(HASH_NAMES)}")
     entry = SIGNATURE_TYPES[signature_type]
     if request.hash_algorithm == "SHA1" and not entry.sha1:
         _no_sha1(request, signature_type)

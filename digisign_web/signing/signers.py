@@ -14,7 +14,6 @@ software key, for tests and tools that have no card. Everything above (CMS, PAdE
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
@@ -23,21 +22,12 @@ from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from card import CardCertificate, Certificate, Token
-from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
-
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256,
-    "SHA384": hashes.SHA384, "SHA512": hashes.SHA512,
-}
-_PYHANKO_NAMES = {"sha1": "SHA1", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
+from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der, hash_by_lower_name, hash_by_name
 
 
 def hash_name(name: str) -> str:
     """Normalise ``sha256``, ``SHA-256``, ``SHA256`` to ``SHA256``; ValueError for anything else."""
-    normal = name.upper().replace("-", "").replace("_", "")
-    if normal not in HASHES:
-        raise ValueError(f"unsupported hash algorithm {name!r}")
-    return normal
+    return hash_by_name(name).name
 
 
 class DigestSigner(Protocol):
@@ -95,7 +85,7 @@ class SoftwareSigner:
         return self._chain
 
     def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
-        algorithm = HASHES[hash_name(hash_algorithm)]()
+        algorithm = hash_by_name(hash_algorithm).new()
         if len(digest) != algorithm.digest_size:
             raise ValueError(f"a {algorithm.name} digest has {algorithm.digest_size} bytes, got {len(digest)}")
         if isinstance(self.private_key, ec.EllipticCurvePrivateKey):
@@ -123,15 +113,15 @@ class CmsSigner(PyHankoSigner):
         self.digest_signer = signer
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
-        algorithm = _PYHANKO_NAMES[digest_algorithm.lower()]
+        algorithm = hash_by_lower_name(digest_algorithm)
         if dry_run:  # pyHanko sizes PDF placeholders with this: never touch the card for it
             size = key_size(self.digest_signer)
             if key_algorithm(self.digest_signer) == "EC":
                 field = (size + 7) // 8
                 return bytes(2 * field + 9)  # the largest DER Ecdsa-Sig-Value for this field
             return bytes(size // 8)
-        digest = hashlib.new(algorithm.lower(), data).digest()
-        return await asyncio.to_thread(sign_digest_der, self.digest_signer, algorithm, digest)
+        digest = algorithm.digest(data)
+        return await asyncio.to_thread(sign_digest_der, self.digest_signer, algorithm.name, digest)
 
 
 # --- cryptography private-key interface (signxml) -------------------------------------------

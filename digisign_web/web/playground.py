@@ -26,10 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from card import CardCertificate, CardError
-from card.crypto import ecdsa_raw_to_der
+from card.crypto import HASH_NAMES, PDF_HASH_NAMES, ecdsa_raw_to_der, hash_by_name
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json
-from digisign_web.signing.signers import HASHES
 from digisign_web.signing.validation import verify_bytes
 from digisign_web.web.keys import SETTINGS, STATE
 from digisign_web.web.limits import BodyTooLarge, read_limited
@@ -82,7 +81,7 @@ def _b64(value: Any, name: str) -> bytes:
 
 def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: str, plain: bool,
                leaf: CardCertificate) -> tuple[bool, str]:
-    algorithm = HASHES[hash_name]()
+    algorithm = hash_by_name(hash_name).new()
 
     digest = content if content_type == "digest" else None
     public = leaf.public_key
@@ -128,7 +127,7 @@ async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
                               "trustNote": "The chain is checked up to the root in the answer; decide yourself "
                                            "whether you trust that root."}
     if kind in ("signature", "signature-plain"):
-        if hash_name not in ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512"):
+        if hash_name not in HASH_NAMES:
             raise web.HTTPBadRequest(text="hashAlgorithm unknown")
         ok, text = _check_raw(signature, content, content_type, hash_name, kind == "signature-plain", chain[0])
         result.update(format=f"raw ({kind})", intact=ok, trusted=None, signer=describe_certificate(chain[0])["subject"],
@@ -183,8 +182,8 @@ class PdfFlow:
         from pyhanko.sign import fields, signers
 
         hash_name = request.query.get("hashAlgorithm", "SHA256").upper()
-        if hash_name not in ("SHA256", "SHA384", "SHA512"):
-            raise web.HTTPBadRequest(text="hashAlgorithm: SHA256, SHA384 or SHA512")
+        if hash_name not in PDF_HASH_NAMES:
+            raise web.HTTPBadRequest(text=f"hashAlgorithm: {', '.join(PDF_HASH_NAMES[:-1])} or {PDF_HASH_NAMES[-1]}")
         pdf = bytes(await _read(request, PDF_LIMIT))
         if not pdf.startswith(b"%PDF"):
             raise web.HTTPBadRequest(text="that is not a PDF")
