@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from card import pkcs15
-from card.apdu import Command, Response, der_object_size, find_tlv, parse_tlv
+from card import files, pkcs15
+from card.apdu import Command, Response, find_tlv, parse_tlv
 from card.certificate import CardCertificate, build_chain
 from card.crypto import ecdsa_der_to_raw, hash_by_name
 from card.errors import (
@@ -26,6 +26,7 @@ from card.errors import (
     StatusWordError,
     UnsupportedCardError,
 )
+from card.files import MF
 from card.profiles import GENERIC, CardProfile, match_profile
 from card.transport import Transport
 
@@ -33,12 +34,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MF = b"\x3f\x00"
 FID_DIR = bytes.fromhex("2F00")
 FID_OD = bytes.fromhex("5031")
 FID_TOKENINFO = bytes.fromhex("5032")
-MAX_FILE = 32767  # READ BINARY offsets are 15 bits
-MAX_BLOCK = 256  # what one short READ BINARY may ask for; cards may answer less (FINEID: 0xB5)
 
 
 @dataclass(frozen=True)
@@ -118,21 +116,6 @@ class Certificate:
         return self.certificate.curve
 
 
-def _fcp_size(data: bytes) -> int | None:
-    """File size from an FCP/FCI (tag 80, else 81), or None if the card does not say."""
-    try:
-        items = parse_tlv(data)
-        template = find_tlv(items, 0x62) or find_tlv(items, 0x6F)
-        inner = template.children() if template is not None and template.constructed else items
-    except MalformedResponseError:
-        return None
-    for tag in (0x80, 0x81):
-        item = find_tlv(inner, tag)
-        if item is not None and 1 <= len(item.value) <= 3:
-            return int.from_bytes(item.value, "big")
-    return None
-
-
 class Token:
     """One card in one reader. Not thread-safe by itself: callers serialise (one operation at a time)."""
 
@@ -197,7 +180,7 @@ class Token:
             if app.aid == pkcs15.PKCS15_AID or app.aid == aid:
                 if app.path:
                     self.app_path = app.path if app.path.startswith(MF) else MF + app.path
-                    self._select(self.app_path, fcp=False)
+                    files.select(self._transmit, self.app_path, fcp=False)
                     self._app_ready = True
                 else:
                     self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, app.aid, name="SELECT AID")).check(
@@ -248,7 +231,7 @@ class Token:
         if self._app_ready:
             return
         if self.app_path:
-            self._select(self.app_path, fcp=False)
+            files.select(self._transmit, self.app_path, fcp=False)
         else:
             aid = self.profile.aid or pkcs15.PKCS15_AID
             self._transmit(Command(0x00, 0xA4, 0x04, 0x0C, aid, name="SELECT AID")).check("SELECT AID")
@@ -259,62 +242,19 @@ class Token:
             return path
         return self.app_path + path
 
-    def _select(self, path: bytes, fcp: bool = True) -> int | None:
-        rel = path[2:] if path.startswith(MF) else path
-        if not rel:
-            command = Command(0x00, 0xA4, 0x00, 0x0C, MF, name="SELECT MF")
-            self._transmit(command).check(command.name)
-            return None
-        if fcp:
-            command = Command(0x00, 0xA4, 0x08, 0x04, rel, le=0, name="SELECT FILE")
-        else:
-            command = Command(0x00, 0xA4, 0x08, 0x0C, rel, name="SELECT FILE")
-        response = self._transmit(command).check(f"SELECT {path.hex().upper()}")
-        return _fcp_size(response.data) if fcp else None
-
     def _read_file(self, path: bytes, der: bool = False) -> bytes:
-        """The whole file at ``path``, read to its real size.
-
-        The size comes from the FCP, else (``der``) from the DER length header of the first block.
-        A READ BINARY may answer fewer bytes than asked (real FINEID cards answer at most 0xB5): that is
-        the end of the file only when no size is known. With ``der``, what follows the DER object (a
-        file larger than the certificate it holds) is not read.
-        """
+        """The whole file at ``path`` (relative to the application, or absolute), read once and cached;
+        :func:`card.files.read_selected` says how its size is found."""
         path = self._absolute(path)
         if path in self._files:
             return self._files[path]
-        size = self._select(path)
+        size = files.select(self._transmit, path)
         if path.startswith(MF) and not (self.app_path and path.startswith(self.app_path)):
             # An absolute path may lead out of the application: select it again before PIN use.
             self._app_ready = False
-        data = bytearray()
-        while True:
-            target = size if size is not None else MAX_FILE
-            if der and (object_size := der_object_size(data)) is not None:
-                target = min(target, object_size)
-            if len(data) >= target:
-                break
-            want = min(MAX_BLOCK, target - len(data))
-            offset = len(data)
-            response = self._transmit(Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=want & 0xFF,
-                                              name="READ BINARY"))
-            if response.sw == 0x6B00 and offset and size is None:
-                break  # offset past the end of a file whose size nobody told us
-            response.check("READ BINARY", allow=(0x6282,))
-            data += response.data
-            sized = size is not None or (der and der_object_size(data) is not None)
-            if response.sw == 0x6282 or not response.data or (not sized and len(response.data) < want):
-                break
-        if der:
-            object_size = der_object_size(data)
-            if object_size is None or len(data) < object_size:
-                raise MalformedResponseError(f"file {path.hex()} does not hold a whole DER object "
-                                             f"({len(data)} bytes read)")
-            data = data[:object_size]
-        elif size is not None and len(data) != size:
-            raise MalformedResponseError(f"file {path.hex()} has {len(data)} bytes, FCP said {size}")
-        self._files[path] = bytes(data)
-        return bytes(data)
+        data = files.read_selected(self._transmit, path, size, der)
+        self._files[path] = data
+        return data
 
     # -- PKCS#15 (lazy) -----------------------------------------------------------------------
     def _app_file(self, fid: bytes, der: bool = False) -> bytes:
