@@ -27,17 +27,13 @@ from card.errors import (
     UnsupportedCardError,
 )
 from card.files import MF
+from card.pkcs15 import FID_DIR, FID_OD, FID_TOKENINFO
 from card.profiles import GENERIC, CardProfile, match_profile
 from card.transport import Transport
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-FID_DIR = bytes.fromhex("2F00")
-FID_OD = bytes.fromhex("5031")
-FID_TOKENINFO = bytes.fromhex("5032")
-
 
 @dataclass(frozen=True)
 class PinStatus:

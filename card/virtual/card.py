@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from card import pkcs15
 from card.apdu import Command, encode_tlv, find_tlv, parse_tlv
 from card.crypto import ecdsa_der_to_raw, hash_by_name, hash_by_size, key_algorithm
+from card.pkcs15 import APP_DF, FID_AODF, FID_CDF, FID_DIR, FID_OD, FID_PRKDF, FID_TOKENINFO
 from card.profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, CardProfile
 from card.virtual.cardside import CardSide
 from card.virtual.cardside import Raw as _Raw
@@ -44,15 +45,8 @@ VIRTUAL_PROFILES = ("fineid-v4", "fineid-v3", "fineid-v3.1", "fineid-v3-dual", "
 DEFAULT_PINS = {"pin1": "1234", "pin2": "123456", "puk": "12345678"}
 
 # Documented choices where the real FINEID layout is unknown (fineid-card.md, open question 1).
-APP_DF = bytes.fromhex("5015")
 ESIGN_DF = bytes.fromhex("5016")
 ESIGN_AID = b"E.SIGN"
-FID_DIR = bytes.fromhex("2F00")
-FID_OD = bytes.fromhex("5031")
-FID_TOKENINFO = bytes.fromhex("5032")
-FID_AODF = bytes.fromhex("4401")
-FID_PRKDF = bytes.fromhex("4402")
-FID_CDF = bytes.fromhex("4404")
 FID_AUTH_CERT = bytes.fromhex("4331")
 FID_ROOT_CERT = bytes.fromhex("4334")
 FID_CA_CERT = bytes.fromhex("4336")

@@ -25,8 +25,9 @@ from card import (
 )
 from card.pcsc import PcscTransport
 from digisign_web.wildcards import matcher
-from tests.conftest import run_cli, wait_until
-from tests.unit.test_token import PIN1, PIN2, PUK, by_role, verify
+from tests.support.cards import PIN1, PIN2, PUK, by_role, verify
+from tests.support.cli import run_cli
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.pcscd
 

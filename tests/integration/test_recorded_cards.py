@@ -5,16 +5,13 @@ they cannot prove is listed in tests/test_real_cards.py."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,17 +20,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from card import CardCertificate
-from tests.conftest import ROOT, VPCD_PORTS, cli_env, reader_atr, run_cli, wait_until
-from tests.integration.test_scs_process import start_server, stop
-from tests.unit.test_real_cards import MESSAGE, RECORDINGS, recorded_certificates
+from tests.support.cli import cli_env, run_cli
+from tests.support.net import free_port
+from tests.support.paths import RECORDINGS, ROOT
+from tests.support.pcsc import VPCD_PORTS, reader_atr
+from tests.support.recordings import MESSAGE, recorded_certificates
+from tests.support.servers import start_server, stop
+from tests.support.wait import async_wait_until, wait_until
 
 READER = VPCD_PORTS[35963]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -116,10 +111,10 @@ async def test_serve_signs_with_the_recorded_card(replayed, tmp_path: Path, name
     hash_name = "SHA256" if name.startswith("fineid-v3") else "SHA384"
     server = start_server(tmp_path, "--dialog", "auto", "--auto-approve-real-cards", port=free_port())
     try:
-        deadline = time.monotonic() + 15
-        while not (await server.version())["hashAlgorithms"]:
-            assert time.monotonic() < deadline, "the server never saw the replayed card"
-            await asyncio.sleep(0.1)
+        async def card_seen() -> bool:
+            return bool((await server.version())["hashAlgorithms"])
+
+        await async_wait_until(card_seen, 15, "the server to see the replayed card")
         answer = await server.post({"content": base64.b64encode(MESSAGE).decode(), "contentType": "data",
                                     "hashAlgorithm": hash_name, "signatureType": "signature",
                                     "selector": {"keyusages": ["nonrepudiation"]}})

@@ -21,7 +21,6 @@ import io
 import itertools
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,20 +34,15 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 
 from card import CardCertificate
-from tests.integration.test_scs_process import RunningServer, start_server, stop
-from tests.unit.test_formats import blank_pdf
+from tests.support.net import free_port
+from tests.support.pdf import blank_pdf
+from tests.support.servers import RunningServer, start_server, stop
 
 RSA_SIGNATURE_PROFILES = ["fineid-v3.1", "fineid-org", "fineid-v3-dual"]  # an RSA non-repudiation key
 RSA_AUTH_PROFILES = ["fineid-v3", "fineid-v3.1", "fineid-org"]  # an RSA authentication key
 ETP_ORIGIN = "https://www.energiatodistusrekisteri.fi"
 PUUMERKKI_ORIGIN = "https://puumerkki.example"
 RSA_SELECTOR = {"keyusages": ["nonrepudiation"], "keyalgorithms": ["rsa"]}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, async_validate_detached_cms
@@ -40,6 +38,9 @@ from digisign_web.signing import formats
 from digisign_web.signing.formats import FormatError, SignRequest
 from digisign_web.signing.signers import CardSigner, SoftwareSigner
 from digisign_web.signing.validation import KEY_USAGE
+from tests.support.cli import cli_env
+from tests.support.paths import ROOT
+from tests.support.pdf import blank_pdf, nss_db, pdfsig
 
 HASHES = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
           "SHA512": hashes.SHA512}
@@ -243,17 +244,6 @@ def test_cms_detached_over_digest(case: Case, root_pem: Path, tmp_path: Path, ha
 # --- cms-pades inside a real PDF -------------------------------------------------------------------
 
 
-def blank_pdf() -> bytes:
-    writer = PdfFileWriter()
-    writer.insert_page(generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Page"),
-        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-    }))
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
 def pades_via_cms_pades(case: Case, hash_name: str) -> tuple[bytes, bytes]:
     """The relying party's side: prepare the PDF, send the ByteRange digest as cms-pades, embed the CMS."""
     async def flow() -> tuple[bytes, bytes]:
@@ -271,20 +261,6 @@ def pades_via_cms_pades(case: Case, hash_name: str) -> tuple[bytes, bytes]:
         return output.getvalue(), result.signature
 
     return asyncio.run(flow())
-
-
-def nss_db(root_pem: Path, tmp_path: Path) -> str:
-    db = tmp_path / "nssdb"
-    db.mkdir()
-    assert run("certutil", "-N", "-d", f"sql:{db}", "--empty-password").returncode == 0
-    assert run("certutil", "-A", "-d", f"sql:{db}", "-n", "test-root", "-t", "CT,C,C", "-i",
-               str(root_pem)).returncode == 0
-    return f"sql:{db}"
-
-
-def pdfsig(nss: str, pdf: Path) -> str:
-    result = run("pdfsig", "-nssdir", nss, str(pdf))
-    return result.stdout + result.stderr  # the exit code says nothing: read the text
 
 
 def pyhanko_pdf_status(case: Case, pdf: bytes):
@@ -460,8 +436,6 @@ def test_software_signer_has_the_same_interface(state_dir: Path, tmp_path: Path)
 
 def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     import sys
-
-    from tests.conftest import ROOT, cli_env
 
     return subprocess.run([sys.executable, "-m", "digisign_web", *args], cwd=ROOT, env=cli_env(), input=stdin,
                           capture_output=True, text=True, timeout=120)

@@ -15,7 +15,6 @@ APDUs the recording could not vouch for).
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -26,9 +25,8 @@ from card import CardCertificate, Token
 from card.crypto import ecdsa_raw_to_der
 from card.virtual.replay import RecordedCard, Recording
 from card.virtual.source import InProcessTransport
-
-RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "recordings"
-MESSAGE = b"Hello world!"  # what the recorded signatures are over (libelectronic-id's dataToSign)
+from tests.support.paths import RECORDINGS
+from tests.support.recordings import MESSAGE, recorded_certificates
 
 # (recording, role) -> (hash, RSA-PSS?, PIN) as the real card was used in the trace.
 RECORDED_SIGNATURES = {
@@ -43,19 +41,6 @@ EXPECTED = {
     "fineid-v4-2023": ("fineid-v4", {"authentication": ("EC", 384, 0x01), "signature": ("EC", 384, 0x02)},
                        "SPECIMEN-AUVINEN PHILIP 99902038C"),
 }
-
-
-def recorded_certificates(name: str) -> dict[str, bytes]:
-    """The certificate bytes as the real card sent them, joined from the recorded READ BINARY answers."""
-    import json
-
-    doc = json.loads((RECORDINGS / f"{name}.json").read_text())
-    out = {}
-    for script, steps in doc["scripts"].items():
-        role = "authentication" if "AUTH" in script else "signature"
-        out[role] = b"".join(bytes.fromhex(s["response"])[:-2] for s in steps
-                             if bytes.fromhex(s["command"])[1] == 0xB0)
-    return out
 
 
 def verify(cert: CardCertificate, hash_name: str, digest: bytes, signature: bytes, pss: bool) -> None:

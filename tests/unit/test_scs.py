@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,93 +19,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from card import CardCertificate, CardManager
-from card.virtual import VirtualCard, VirtualReader
+from card import CardCertificate
 from digisign_web.dialog.base import DialogAnswer, DialogRequest
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json, parse_request
-from digisign_web.scs.service import SigningService
-from digisign_web.settings import Settings
-from digisign_web.web.app import build_app
-from digisign_web.web.keys import MANAGER, SERVICE
-from digisign_web.wildcards import origin_allowed
-from tests.conftest import answer_chain, openssl_recovers
+from tests.support.cards import answer_chain, openssl_recovers
+from tests.support.inprocess import HOST, ScriptedDialog
 
 ORIGIN = "https://eservice.example"
-HOST: dict[str, str] = {}  # set per test server: Host must name the port we were reached on
 NONCE = "n" * 64
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-class ScriptedDialog:
-    """A test double for the user: answers from a function, and records what it was shown."""
-
-    def __init__(self, answer: Any = None):
-        self.answer = answer
-        self.requests: list[DialogRequest] = []
-        self.active = 0
-        self.max_active = 0
-
-    async def ask(self, request: DialogRequest) -> DialogAnswer:
-        self.requests.append(request)
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-        try:
-            await asyncio.sleep(0.01)  # let concurrent requests pile up if they could
-            if callable(self.answer):
-                result = self.answer(request)
-                if asyncio.iscoroutine(result):
-                    result = await result
-                return result
-            pins = {"authentication": "1234", "signature": "123456"}
-            choice = request.choices[0]
-            return DialogAnswer(0, pins[choice.role] if choice.needs_pin else None)
-        finally:
-            self.active -= 1
-
-
-@dataclasses.dataclass
-class Server:
-    client: Any
-    card: VirtualCard
-    reader: VirtualReader
-    manager: CardManager
-    dialog: Any
-    service: SigningService
-
-    async def sign(self, body: dict[str, Any] | bytes | str, origin: str | None = ORIGIN,
-                   headers: dict[str, str] | None = None) -> dict[str, Any]:
-        h = dict(HOST)
-        if origin:
-            h["Origin"] = origin
-        h.update(headers or {})
-        data = body if isinstance(body, bytes | str) else json.dumps(body)
-        response = await self.client.post("/sign", data=data, headers=h)
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("application/json")
-        if origin and origin_allowed(origin, self.service.settings.allowed_origins):
-            assert response.headers["Access-Control-Allow-Origin"] == origin
-        else:  # CORS only for the origins allowedOrigins admits
-            assert "Access-Control-Allow-Origin" not in response.headers
-        return await response.json()
-
-
-@pytest.fixture
-def make_server(aiohttp_client, state_dir: Path):
-    async def start(profile: str = "fineid-v4", dialog: Any = None, port: int | None = None,
-                    **overrides: Any) -> Server:
-        card = VirtualCard(profile, state_dir)
-        reader = VirtualReader(card)
-        dialog = dialog or ScriptedDialog()
-        app = build_app(dataclasses.replace(Settings(), **overrides), dialog, reader)
-        client = await aiohttp_client(app, server_kwargs={"port": port} if port else {})
-        HOST["Host"] = f"localhost:{client.port}"
-        return Server(client, card, reader, app[MANAGER], dialog, app[SERVICE])
-
-    return start
 
 
 def leaf_of(answer: dict[str, Any]) -> CardCertificate:

@@ -27,7 +27,8 @@ from cryptography import x509
 from digisign_web.tls.ca import ensure_tls, server_context
 from digisign_web.web.limits import FD_RESERVE, MAX_CONNECTIONS, ConnectionLimits, RepeatLimit
 from digisign_web.web.serve import bind
-from tests.conftest import ROOT, cli_env
+from tests.support.cli import cli_env
+from tests.support.paths import ROOT
 
 SIX = {"version", "httpMethods", "contentTypes", "signatureTypes", "selectorAvailable", "hashAlgorithms"}
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from card import (
     CardRemovedError,
@@ -19,35 +19,12 @@ from card import (
     WrongPinError,
 )
 from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
+from card.pkcs15 import FID_OD
 from card.profiles import GENERIC
 from card.virtual import VirtualCard
-from card.virtual.card import FID_OD
 from card.virtual.source import InProcessTransport
 from digisign_web.wildcards import matcher
-
-HASHES = {"SHA1": hashes.SHA1, "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
-          "SHA512": hashes.SHA512}
-PIN1, PIN2, PUK = "1234", "123456", "12345678"
-
-
-def verify(cert, hash_name: str, digest: bytes, signature: bytes, pss: bool = False) -> None:
-    """Independent check with cryptography: the card's signature over ``digest`` under the cert's key."""
-    public = cert.certificate.public_key
-    algo = HASHES[hash_name]()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        field = (public.curve.key_size + 7) // 8
-        assert len(signature) == 2 * field  # raw r||s, exactly twice the field size
-        public.verify(ecdsa_raw_to_der(signature), digest, ec.ECDSA(utils.Prehashed(algo)))
-    else:
-        assert isinstance(public, rsa.RSAPublicKey)
-        assert len(signature) == public.key_size // 8
-        pad = padding.PSS(padding.MGF1(algo), algo.digest_size) if pss else padding.PKCS1v15()
-        public.verify(signature, digest, pad, utils.Prehashed(algo))
-
-
-def by_role(token: Token, role: str):
-    return next(c for c in token.certificates() if c.role == role)
-
+from tests.support.cards import PIN1, PIN2, PUK, by_role, verify
 
 ATRS = {
     "fineid-v4": "3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00",  # Thales MultiApp v5.0

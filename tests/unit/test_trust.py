@@ -21,9 +21,9 @@ from digisign_web import cli
 from digisign_web.tls import ca as tls
 from digisign_web.tls import trust
 from digisign_web.tls.ca import ensure_tls
-from tests.security.test_local_ca import issue_leaf, load_ca, old_design_ca, write_pem
+from tests.support.local_ca import issue_leaf, load_ca, old_design_ca, write_pem
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 PROFILE = ".mozilla/firefox/abcd.default-release"
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 import re
 
-from tests.unit.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
+from tests.support.inprocess import HOST
 
 RP = "https://eservice.example"
 
@@ -23,7 +23,7 @@ def form(**extra: str) -> dict[str, str]:
     return {"content": base64.b64encode(b"x").decode(), "returnUrl": f"{RP}/return", "state": "s-1", **extra}
 
 
-async def test_sender_must_be_known(make_server) -> None:  # noqa: F811 - the fixture
+async def test_sender_must_be_known(make_server) -> None:
     server = await make_server()
     response = await server.client.post("/websigner", data=form(), headers=dict(HOST))
     assert response.status == 403
@@ -31,7 +31,7 @@ async def test_sender_must_be_known(make_server) -> None:  # noqa: F811 - the fi
     assert not server.dialog.requests
 
 
-async def test_return_url_rules(make_server) -> None:  # noqa: F811 - the fixture
+async def test_return_url_rules(make_server) -> None:
     server = await make_server()
     for return_url, needle in ((f"{RP}.evil.example/r", "same origin"), ("http://eservice.example/r", "same origin"),
                                ("", "returnUrl is missing")):
@@ -44,7 +44,7 @@ async def test_return_url_rules(make_server) -> None:  # noqa: F811 - the fixtur
     assert response.status == 200 and hidden_fields(await response.text())["reasonCode"] == ["400"]
 
 
-async def test_failures_before_the_dialog_are_delivered(make_server) -> None:  # noqa: F811 - the fixture
+async def test_failures_before_the_dialog_are_delivered(make_server) -> None:
     server = await make_server(http_signer_disabled=True)
     response = await server.client.post("/websigner", data=form(), headers={**HOST, "Origin": RP})
     page = await response.text()
@@ -56,7 +56,7 @@ async def test_failures_before_the_dialog_are_delivered(make_server) -> None:  #
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
-async def test_get_with_referer_and_auto_dialog_delivers_the_signature(make_server) -> None:  # noqa: F811 - the fixture
+async def test_get_with_referer_and_auto_dialog_delivers_the_signature(make_server) -> None:
     server = await make_server()  # the scripted dialog answers at once, so the result comes straight back
     query = form(keyusages="nonrepudiation", signatureType="signature-plain")
     response = await server.client.get("/websigner", params=query,
@@ -67,7 +67,7 @@ async def test_get_with_referer_and_auto_dialog_delivers_the_signature(make_serv
     assert server.dialog.requests[-1].origin == RP  # the sender came from the Referer
 
 
-async def test_post_message_mode_escapes_the_payload(make_server) -> None:  # noqa: F811 - the fixture
+async def test_post_message_mode_escapes_the_payload(make_server) -> None:
     server = await make_server()
     state = "<!--<script></script><b>&\u2028"
     response = await server.client.post("/websigner", data=form(responseMode="post_message", state=state),
@@ -78,7 +78,7 @@ async def test_post_message_mode_escapes_the_payload(make_server) -> None:  # no
     assert json.loads(data)["result"]["state"] == state and json.loads(data)["origin"] == RP
 
 
-async def test_subresources_start_nothing(make_server) -> None:  # noqa: F811 - the fixture
+async def test_subresources_start_nothing(make_server) -> None:
     """An <img>, a script, a frame or a no-cors fetch says so in Sec-Fetch-*: refused before the form is read."""
     server = await make_server()
     for mode, dest in (("no-cors", "image"), ("no-cors", "script"), ("navigate", "iframe"), ("no-cors", "empty"),
@@ -94,7 +94,7 @@ async def test_subresources_start_nothing(make_server) -> None:  # noqa: F811 - 
     assert len(server.dialog.requests) == 2
 
 
-async def test_state_is_capped(make_server) -> None:  # noqa: F811 - the fixture
+async def test_state_is_capped(make_server) -> None:
     server = await make_server()
     response = await server.client.post("/websigner", data=form(state="s" * 4097), headers={**HOST, "Origin": RP})
     assert response.status == 400 and "4096" in await response.text()
