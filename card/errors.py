@@ -2,6 +2,18 @@
 
 Callers (the HTTP layer above all) need to tell "wrong PIN, 2 tries left" from "card pulled out" without
 looking at status words, so every SW the card layer understands maps to a class here.
+
+Every error is a :class:`CardError`, in one of two trees that tell a caller what to do next:
+
+* :class:`RetryableCardError`: the same operation may succeed if tried again once the user has acted:
+  the reader or PC/SC service failed (:class:`TransportError`), no reader (:class:`NoReaderError`), no card
+  (:class:`NoCardError`), or the card was removed or reset (:class:`CardRemovedError`);
+* :class:`FatalCardError`: trying again with the same card and input gives the same answer: a status
+  word (:class:`StatusWordError` and its PIN errors: wrong, blocked, invalid format), a response that does
+  not parse (:class:`MalformedResponseError`), a card we cannot use (:class:`UnsupportedCardError`), or a
+  key the card cannot sign with.
+
+A wrong PIN is fatal in this sense: the operation needs a different PIN, not another try of the same one.
 """
 
 from __future__ import annotations
@@ -11,7 +23,15 @@ class CardError(Exception):
     """Base class for everything the card layer raises."""
 
 
-class TransportError(CardError):
+class RetryableCardError(CardError):
+    """The operation may succeed if tried again after the user acts (attaches a reader, inserts the card)."""
+
+
+class FatalCardError(CardError):
+    """Trying again unchanged gives the same answer: the card refused, answered nonsense, or is unusable."""
+
+
+class TransportError(RetryableCardError):
     """The reader or the PC/SC service failed (no reader, service down, protocol error)."""
 
 
@@ -27,15 +47,15 @@ class CardRemovedError(TransportError):
     """The card was removed (or reset) during or since the last operation; all cached state is void."""
 
 
-class MalformedResponseError(CardError):
+class MalformedResponseError(FatalCardError):
     """The card answered something that does not parse (broken or malicious card)."""
 
 
-class UnsupportedCardError(CardError):
+class UnsupportedCardError(FatalCardError):
     """The card is not one we can use (unknown ATR and no PKCS#15 application, or filtered out)."""
 
 
-class StatusWordError(CardError):
+class StatusWordError(FatalCardError):
     """The card answered with a status word other than success."""
 
     def __init__(self, sw: int, message: str | None = None, command: str | None = None):

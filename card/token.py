@@ -18,8 +18,8 @@ from card.apdu import Command, Response, find_tlv, parse_tlv
 from card.certificate import CardCertificate, build_chain
 from card.crypto import ecdsa_der_to_raw, hash_by_name
 from card.errors import (
-    CardError,
     CardRemovedError,
+    FatalCardError,
     FileNotFoundOnCardError,
     InvalidPinFormatError,
     MalformedResponseError,
@@ -534,13 +534,13 @@ class Token:
         cert = key if isinstance(key, Certificate) else self._cert_for(key)
         info = key.key if isinstance(key, Certificate) else key
         if info is None:
-            raise CardError("this certificate has no private key on the card")
+            raise FatalCardError("this certificate has no private key on the card")
         hash_entry = hash_by_name(hash_algorithm)
         hash_algorithm = hash_entry.name
         if len(digest) != hash_entry.size:
             raise ValueError(f"a {hash_algorithm} digest has {hash_entry.size} bytes, got {len(digest)}")
         if info.key_reference is None:
-            raise CardError(f"key {info.label!r} has no key reference")
+            raise FatalCardError(f"key {info.label!r} has no key reference")
         ec_key = info.algorithm == "EC"
         size = info.size or (cert.key_size if cert else 0)
         if ec_key:
