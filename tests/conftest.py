@@ -1,203 +1,59 @@
-"""Shared fixtures: a test PKI state directory, the in-process virtual card, and virtual cards plugged
-into the real pcscd through vpcd (the integration suites).
+"""The suite's lanes and shared fixtures.
 
-The pcscd suites need a running pcscd with vsmartcard-vpcd; ``make test`` and ``.ci/run`` start one. If
-it is missing the tests FAIL with the fix in the message: they are never skipped silently.
-"""
+Fixtures live in tests/support/ (registered below as plugins); test modules import helpers only from
+tests.support, never from each other or from a conftest.
+
+Lanes (markers, registered in pyproject.toml) are applied here by directory and by fixture use, so a test
+cannot land in the wrong lane by forgetting a decorator:
+
+* ``browser``: drives Debian's Chromium (all of tests/browser, and any test using the Chromium fixtures);
+* ``process``: starts `digisign-web` subprocesses (serve, virtual-card) — all of tests/integration,
+  tests/browser and tests/security, and unit tests that say so with ``@pytest.mark.process``;
+* ``pcscd``: needs a running pcscd with vpcd (any test using the ``pcscd`` fixture, e.g. through
+  ``vpcd_card``).
+
+``make unit`` runs tests/unit without those three; ``make test`` runs everything."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from card import CardCertificate, Token
-from card.virtual import VirtualCard
-from card.virtual.source import InProcessTransport
+# The helpers' asserts get pytest's detailed messages too (they are imported, not collected).
+pytest.register_assert_rewrite("tests.support")
 
-ROOT = Path(__file__).resolve().parent.parent
-VPCD_PORTS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+pytest_plugins = [
+    "tests.support.virtual",
+    "tests.support.pcsc",
+    "tests.support.inprocess",
+    "tests.support.servers",
+    "tests.support.browser",
+    "tests.support.relying_party",
+]
 
-
-@pytest.fixture(scope="session")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One PKI for the whole run: key generation is the slow part of making a card."""
-    return tmp_path_factory.mktemp("state")
-
-
-@pytest.fixture(params=["fineid-v4", "fineid-v3"])
-def profile(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def vcard(state_dir: Path, profile: str) -> VirtualCard:
-    return VirtualCard(profile, state_dir)
-
-
-@pytest.fixture
-def token(vcard: VirtualCard) -> Token:
-    return Token.open(InProcessTransport(vcard))
+_HERE = Path(__file__).resolve().parent
+_BY_DIRECTORY = {
+    "browser": ("browser", "process"),
+    "integration": ("process",),
+    "security": ("process",),
+}
+_BY_FIXTURE = {
+    "pcscd": "pcscd",
+    "chromium_path": "browser",
+    "served": "process",
+    "web_server": "process",
+}
 
 
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "digisign_web", *args], cwd=ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-# --- pcscd + vpcd --------------------------------------------------------------------------
-
-
-def _vpcd_listening(port: int) -> bool:
-    # Read the socket table rather than connecting: a probe connection would look like a card to vpcd.
-    needle = f":{port:04X} "
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
         try:
-            with open(table) as fh:
-                for line in fh.readlines()[1:]:
-                    parts = line.split()
-                    if len(parts) > 3 and parts[1].endswith(needle.strip()) and parts[3] == "0A":
-                        return True
-        except OSError:
+            top = Path(item.path).resolve().relative_to(_HERE).parts[0]
+        except ValueError:
             continue
-    return False
-
-
-@pytest.fixture(scope="session")
-def pcscd() -> None:
-    """A running pcscd with the vpcd driver, or a failure that says how to get one."""
-    if not os.path.exists("/run/pcscd/pcscd.comm") or not _vpcd_listening(35963):
-        pytest.fail(
-            "pcscd with vsmartcard-vpcd is not running (no /run/pcscd/pcscd.comm or nothing on TCP "
-            "35963). Run the suite with `make test` (it installs and starts pcscd as root), or start "
-            "it yourself: `sudo scripts/pcscd.sh start`.",
-            pytrace=False,
-        )
-
-
-def reader_atr(reader: str) -> bytes | None:
-    """The ATR of the card in ``reader`` according to pcscd (None: no card or no reader)."""
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != 0:
-        return None
-    try:
-        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
-        if hresult != 0:
-            return None
-        _, event_state, atr = states[0]
-        if event_state & scard.SCARD_STATE_PRESENT and not event_state & scard.SCARD_STATE_MUTE and atr:
-            return bytes(atr)
-        return None
-    finally:
-        scard.SCardReleaseContext(context)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass
-class VpcdCard:
-    """A ``digisign-web virtual-card`` process plugged into one vpcd slot."""
-
-    process: subprocess.Popen[str]
-    reader: str
-    profile: str
-    atr: bytes
-
-    def toggle(self) -> None:
-        """SIGUSR1: pull the card out, or push it back in (the process keeps running)."""
-        self.process.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        wait_until(lambda: reader_atr(self.reader) is None, 10, f"card removal from {self.reader}")
-
-
-@pytest.fixture
-def vpcd_card(pcscd: None, state_dir: Path) -> Iterator[Callable[..., VpcdCard]]:
-    """Factory: ``vpcd_card("fineid-v4", port=35963, atr=None, label=None)`` -> a card in pcscd."""
-    started: list[VpcdCard] = []
-
-    def start(profile: str = "fineid-v4", port: int = 35963, atr: str | None = None,
-              label: str | None = None, slow_ms: float = 0) -> VpcdCard:
-        reader = VPCD_PORTS[port]
-        wait_until(lambda: reader_atr(reader) is None, 10, f"{reader} to be empty")
-        args = [sys.executable, "-m", "digisign_web", "virtual-card", "--profile", profile,
-                "--port", str(port), "--state-dir", str(state_dir)]
-        if atr:
-            args += ["--atr", atr]
-        if label:
-            args += ["--label", label]
-        if slow_ms:
-            args += ["--slow-ms", str(slow_ms)]
-        log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the card
-        process = subprocess.Popen(args, cwd=ROOT, env=cli_env(), stdout=log,
-                                   stderr=subprocess.STDOUT, text=True)
-        try:
-            wait_until(lambda: reader_atr(reader) is not None or process.poll() is not None, 15,
-                       f"the virtual card in {reader}")
-        except AssertionError:
-            process.kill()
-            raise
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"virtual card process died: {log.read()}")
-        card = VpcdCard(process, reader, profile, reader_atr(reader) or b"")
-        started.append(card)
-        return card
-
-    yield start
-    for card in started:
-        card.stop()
-
-
-def answer_chain(answer: dict) -> list[CardCertificate]:
-    """The certificates of an SCS answer's ``chain`` (base64 DER, leaf first), read as the card stores
-    them: real-card encodings (and so the virtual card's) are not strict DER, which cryptography refuses."""
-    import base64
-
-    return [CardCertificate.load(base64.b64decode(c), f"answer chain[{i}]")
-            for i, c in enumerate(answer["chain"])]
-
-
-def openssl_recovers(answer: dict, tmp_path: Path) -> bytes:
-    """Verify an SCS answer's attached CMS with `openssl cms -verify` against the answer's own root, and
-    return the content OpenSSL recovered (an independent verifier, not our code)."""
-    import base64
-
-    (tmp_path / "answer.p7s").write_bytes(base64.b64decode(answer["signature"]))
-    root = answer_chain(answer)[-1]
-    (tmp_path / "answer-root.pem").write_text(root.pem)
-    result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
-                             str(tmp_path / "answer.p7s"), "-CAfile", str(tmp_path / "answer-root.pem"),
-                             "-purpose", "any", "-out", str(tmp_path / "answer.out")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return (tmp_path / "answer.out").read_bytes()
+        names = set(_BY_DIRECTORY.get(top, ()))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        names |= {marker for fixture, marker in _BY_FIXTURE.items() if fixture in fixtures}
+        for name in sorted(names - {m.name for m in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, name))

@@ -18,10 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.browser.conftest import WebServer, screenshot, start_web_server
-from tests.conftest import ROOT, answer_chain
-from tests.integration.test_scs_process import stop
-from tests.unit.test_formats import blank_pdf, nss_db, pdfsig
+from tests.support.browser import screenshot
+from tests.support.cards import answer_chain
+from tests.support.paths import ROOT
+from tests.support.pdf import blank_pdf, nss_db, pdfsig
+from tests.support.servers import WebServer, start_web_server, stop
 
 PIN1, PIN2 = "1234", "123456"
 

@@ -8,12 +8,13 @@ import base64
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.browser.conftest import WebServer, screenshot
-from tests.browser.test_scs_js import open_page, site  # noqa: F401 - fixtures
-from tests.conftest import answer_chain
+from tests.support.browser import make_home, screenshot
+from tests.support.cards import answer_chain
+from tests.support.paths import ROOT
+from tests.support.servers import WebServer
 
 
-def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: WebServer) -> None:  # noqa: F811
+def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: WebServer) -> None:
     rp = open_page(trusted_home)
     rp.page.evaluate("(base) => { SCS.setBase(base); window.pending = window.runSignText("
                      "'Hakemus 2026', {selector: {keyusages: ['nonrepudiation']}, info: 'Sign the application'}); }",
@@ -36,7 +37,7 @@ def test_page_signs_through_the_web_dialog(open_page, trusted_home, web_server: 
     screenshot(rp.page, "relying-party-signed")
 
 
-def test_page_sees_cancel_as_401(open_page, trusted_home, web_server: WebServer) -> None:  # noqa: F811
+def test_page_sees_cancel_as_401(open_page, trusted_home, web_server: WebServer) -> None:
     rp = open_page(trusted_home)
     rp.page.evaluate("(base) => { SCS.setBase(base); window.pending = window.runSignText('x'); }", web_server.base)
     dialog = rp.page.context.new_page()
@@ -48,12 +49,9 @@ def test_page_sees_cancel_as_401(open_page, trusted_home, web_server: WebServer)
     assert "401" in rp.text("error")
 
 
-def test_troubleshooting_when_the_ca_is_not_trusted(open_page, web_server: WebServer, tmp_path) -> None:  # noqa: F811
+def test_troubleshooting_when_the_ca_is_not_trusted(open_page, web_server: WebServer, tmp_path) -> None:
     """An e-service page whose browser does not trust the local CA: scs.js fails with a network error, and
     troubleshoot.js explains the likely layers and names the fix (trust install), not a generic error."""
-    from tests.browser.test_scs_js import make_home
-    from tests.conftest import ROOT
-
     rp = open_page(make_home(tmp_path / "untrusted", None))
     rp.page.add_script_tag(path=str(ROOT / "static" / "troubleshoot.js"))
     diagnosis = rp.page.evaluate("""async (base) => {

@@ -15,28 +15,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import socket
-import subprocess
-import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.browser.conftest import free_port, screenshot
-from tests.conftest import ROOT, answer_chain
-from tests.integration.test_scs_process import RunningServer, check_ecdsa, start_server, stop
+from tests.support.browser import make_home, screenshot
+from tests.support.cards import answer_chain, check_ecdsa
+from tests.support.net import free_port
+from tests.support.paths import STATIC
+from tests.support.relying_party import OpenPage, Site
+from tests.support.servers import RunningServer, start_server, stop
 
-SCS_PORT = 53952
-STATIC = ROOT / "static"
-SITE = Path(__file__).resolve().parent / "relying_party"
+SCS_PORT = 53952  # fixed on purpose, not a free port: scs.js discovery probes only the standard ports
 SIX_FIELDS = ("version", "httpMethods", "contentTypes", "signatureTypes", "selectorAvailable", "hashAlgorithms")
 STANDARD_BASES = [
     "https://localhost:53952", "https://127.0.0.1:53952", "https://localhost:23124", "https://127.0.0.1:23124",
@@ -45,76 +39,6 @@ STANDARD_BASES = [
     "http://localhost:53951", "http://127.0.0.1:53951", "http://localhost:23123", "http://127.0.0.1:23123",
     "http://localhost:8088", "http://127.0.0.1:8088",
 ]
-FAKE_VERSION = {"version": "1.1", "httpMethods": "GET, POST", "contentTypes": "data, digest",
-                "signatureTypes": "signature", "selectorAvailable": True, "hashAlgorithms": "SHA256"}
-
-
-# --- the relying-party site -------------------------------------------------------------------------------
-
-
-class _SiteHandler(BaseHTTPRequestHandler):
-    """The test site's pages, /scs.js and /scs.mjs straight from static/ (not copied), and a few fake
-    '/version' endpoints on the page's own origin to exercise discovery's ordering and diagnosis."""
-
-    FILES: ClassVar[dict[str, Path]] = {
-        "/": SITE / "index.html", "/index.html": SITE / "index.html", "/module.html": SITE / "module.html",
-        "/rp.js": SITE / "rp.js", "/style.css": SITE / "style.css",
-        "/scs.js": STATIC / "scs.js", "/scs.mjs": STATIC / "scs.mjs",
-    }
-    TYPES: ClassVar[dict[str, str]] = {
-        ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-        ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        try:
-            if path in self.FILES:
-                file = self.FILES[path]
-                self._send(200, self.TYPES[file.suffix], file.read_bytes())
-            elif path == "/slow-scs/version":  # a valid SCS answer, but later than the real server's
-                time.sleep(0.7)
-                self._send(200, "application/json", json.dumps(FAKE_VERSION).encode())
-            elif path == "/not-scs/version":
-                self._send(200, "application/json", b'{"hello": "world"}')
-            elif path == "/hang/version":
-                time.sleep(3)
-                self._send(200, "application/json", json.dumps(FAKE_VERSION).encode())
-            else:
-                self._send(404, "text/plain", b"not found")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser gave up (timeouts, losers of a discovery)
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@dataclass
-class Site:
-    port: int
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), _SiteHandler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="relying-party", daemon=True)
-    thread.start()
-    yield Site(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
 
 
 # --- the SCS server and trust -----------------------------------------------------------------------------
@@ -140,64 +64,12 @@ def scs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     stop(server)
 
 
-def make_home(home: Path, ca: Path | None) -> Path:
-    """A HOME for Chromium; with `ca`, its NSS database ($HOME/.pki/nssdb) trusts that CA for TLS servers."""
-    home.mkdir(parents=True, exist_ok=True)
-    if ca is None:
-        return home
-    if shutil.which("certutil") is None:
-        pytest.fail("certutil is missing (libnss3-tools; scripts/test-deps.sh installs it)", pytrace=False)
-    db = home / ".pki" / "nssdb"
-    db.mkdir(parents=True)
-    for command in (["certutil", "-N", "-d", f"sql:{db}", "--empty-password"],
-                    ["certutil", "-A", "-d", f"sql:{db}", "-n", "digisign-web-test", "-t", "C,,", "-i", str(ca)]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    return home
-
-
 @pytest.fixture(scope="module")
 def nss_home(scs_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_home(tmp_path_factory.mktemp("home") / "trusted", scs_server.ca)
 
 
 # --- pages ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RelyingPartyPage:
-    page: object
-    console: list[str]
-
-    def call(self, function: str, *args: object) -> dict:
-        """window.<function>(...args) in the page; returns its {ok, value|error} outcome."""
-        return self.page.evaluate(f"(args) => window.{function}(...args)", list(args))
-
-    def text(self, element_id: str) -> str:
-        return self.page.locator(f"#{element_id}").inner_text()
-
-
-OpenPage = Callable[..., RelyingPartyPage]
-
-
-@pytest.fixture
-def open_page(browser_factory, site: Site) -> OpenPage:
-    def open_(home: Path, path: str = "/", public: bool = True, grant: bool = True) -> RelyingPartyPage:
-        # "public" makes the test site an Internet page for Local Network Access, as a real e-service is.
-        args = [f"--ip-address-space-overrides=127.0.0.1:{site.port}=public"] if public else []
-        browser = browser_factory(home, args)
-        context = browser.new_context()
-        if grant:
-            context.grant_permissions(["local-network-access"], origin=site.origin)
-        page = context.new_page()
-        console: list[str] = []
-        page.on("console", lambda message: console.append(message.text))
-        page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
-        page.goto(site.origin + path)
-        page.wait_for_function("document.body && document.body.dataset.ready === '1'", timeout=10_000)
-        return RelyingPartyPage(page, console)
-
-    return open_
 
 
 def ok_value(outcome: dict) -> dict:

@@ -17,8 +17,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.browser.conftest import WebServer, screenshot
-from tests.conftest import answer_chain
+from tests.support.browser import screenshot
+from tests.support.cards import answer_chain
+from tests.support.servers import WebServer
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4)
 

@@ -5,13 +5,7 @@ relying party's returnUrl and is checked with independent verifiers (cryptograph
 from __future__ import annotations
 
 import base64
-import html
 import subprocess
-import threading
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,112 +13,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from card import CardCertificate
-from tests.browser.conftest import WebServer, free_port, screenshot
-from tests.conftest import answer_chain
-
-
-@dataclass
-class RelyingParty:
-    """A plain-HTTP site on 127.0.0.1:<port> whose pages hold JavaScript-free forms (the /popup page is
-    the post_message variant and uses JS on purpose), and whose /return records what it is posted."""
-
-    port: int
-    scs_port: int
-    received: list[dict[str, list[str]]] = field(default_factory=list)
-    fields: dict[str, str] = field(default_factory=dict)
-    upload: bool = False
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def form_page(self) -> str:
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                         for k, v in self.fields.items())
-        file_input = '<input type="file" name="file" id="file">' if self.upload else ""
-        enctype = ' enctype="multipart/form-data"' if self.upload else ""
-        return (f'<!doctype html><meta charset=utf-8><title>Relying party</title><h1>Tax office (test)</h1>'
-                f'<form method="post" action="https://localhost:{self.scs_port}/websigner"{enctype}>'
-                f'{inputs}{file_input}<button id="go" type="submit">Sign with your ID card</button></form>')
-
-    def popup_page(self) -> str:
-        return (f'<!doctype html><meta charset=utf-8><title>Relying party (popup)</title>'
-                f'<form id="f" method="post" target="websigner" action="https://localhost:{self.scs_port}/websigner">'
-                + "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                          for k, v in self.fields.items())
-                + '</form><button id="go">Sign</button><pre id="out"></pre>'
-                '<script src="/popup.js"></script>')
-
-
-POPUP_JS = b"""
-document.getElementById("go").addEventListener("click", () => {
-  window.open("about:blank", "websigner");
-  document.getElementById("f").submit();
-});
-window.addEventListener("message", (event) => {
-  document.getElementById("out").textContent = JSON.stringify({origin: event.origin, data: event.data});
-});
-"""
-
-
-@pytest.fixture
-def relying_party(web_server: WebServer) -> Iterator[RelyingParty]:
-    rp = RelyingParty(free_port(), web_server.server.port)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, body: bytes, kind: str = "text/html; charset=utf-8") -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if self.path == "/popup":
-                self._send(rp.popup_page().encode())
-            elif self.path == "/popup.js":
-                self._send(POPUP_JS, "text/javascript")
-            else:
-                self._send(rp.form_page().encode())
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length).decode()
-            rp.received.append(urllib.parse.parse_qs(body, keep_blank_values=True))
-            self._send(b"<!doctype html><title>Thanks</title><h1 id=thanks>Thank you</h1>")
-
-    server = ThreadingHTTPServer(("127.0.0.1", rp.port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield rp
-    server.shutdown()
-
-
-@pytest.fixture
-def rp_page(browser_factory, trusted_home, relying_party: RelyingParty):
-    # The relying party plays a public web site; the user has allowed it local network access.
-    browser = browser_factory(trusted_home, [f"--ip-address-space-overrides=127.0.0.1:{relying_party.port}=public"])
-    context = browser.new_context()
-    context.grant_permissions(["local-network-access"], origin=relying_party.origin)
-    return context.new_page()
-
-
-def answer_dialog(page, pin: str = "123456") -> None:
-    page.wait_for_selector("#request:not([hidden])")
-    page.fill("#pin", pin)
-    page.click("#sign")
+from tests.support.browser import screenshot
+from tests.support.cards import answer_chain
+from tests.support.relying_party import RelyingParty, answer_dialog, form_fields
+from tests.support.servers import WebServer
 
 
 def chain_of(fields: dict[str, list[str]]) -> list[CardCertificate]:
     return answer_chain(fields)
-
-
-def form_fields(rp: RelyingParty, content: bytes, signature_type: str, **extra: str) -> None:
-    rp.fields = {"content": base64.b64encode(content).decode(), "signatureType": signature_type,
-                 "returnUrl": f"{rp.origin}/return", "state": "order-42", "keyusages": "nonrepudiation", **extra}
 
 
 def test_signature_through_a_plain_form(rp_page, relying_party: RelyingParty) -> None:

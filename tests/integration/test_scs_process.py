@@ -6,121 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import re
-import select
-import signal
-import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import ROOT, answer_chain, cli_env, openssl_recovers
-
-ORIGIN = "https://eservice.example"
-
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[str]
-    port: int
-    ca: Path
-    output: list[str]
-
-    @property
-    def base(self) -> str:
-        return f"https://localhost:{self.port}"
-
-    def log(self, wait: float = 0.2) -> str:
-        """Everything the server has printed so far (its stdout is non-blocking once it listens)."""
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        while select.select([fd], [], [], wait)[0]:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            self.output.append(chunk.decode(errors="replace"))
-        return "".join(self.output)
-
-    def ssl(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-    async def post(self, body: dict, origin: str = ORIGIN) -> dict:
-        async with aiohttp.ClientSession() as session:
-            # What a browser does for a cross-origin JSON POST: preflight, then the request.
-            async with session.options(f"{self.base}/sign", ssl=self.ssl(), headers={
-                    "Origin": origin, "Access-Control-Request-Method": "POST",
-                    "Access-Control-Request-Headers": "content-type"}) as pre:
-                assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == origin
-            async with session.post(f"{self.base}/sign", ssl=self.ssl(), data=json.dumps(body),
-                                    headers={"Origin": origin, "Content-Type": "application/json"}) as response:
-                assert response.status == 200
-                assert response.headers["Access-Control-Allow-Origin"] == origin
-                return await response.json()
-
-    async def version(self) -> dict:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.base}/version", ssl=self.ssl(),
-                                                                   headers={"Origin": ORIGIN}) as response:
-            return await response.json()
-
-
-def start_server(tmp_path: Path, *args: str, port: int) -> RunningServer:
-    env = {**cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    env.pop("DIGISIGN_CONF", None)
-    process = subprocess.Popen([sys.executable, "-m", "digisign_web", "serve", "--state-dir", str(tmp_path / "state"),
-                                "--port", str(port), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    deadline = time.monotonic() + 30
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
-        if ready:
-            line = process.stdout.readline()
-            output.append(line)
-            match = re.search(r"listening on https://localhost:(\d+)/", line)
-            if match:
-                # Keep draining the log so that a full pipe never blocks the server.
-                os.set_blocking(process.stdout.fileno(), False)
-                return RunningServer(process, int(match.group(1)), tmp_path / "state" / "tls" / "ca.pem", output)
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("server did not start:\n" + "".join(output))
-
-
-def stop(server: RunningServer) -> None:
-    server.process.send_signal(signal.SIGINT)
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+from tests.support.cards import check_ecdsa, openssl_recovers
+from tests.support.net import free_port
+from tests.support.servers import ORIGIN, RunningServer, start_server, stop
+from tests.support.wait import async_wait_until
 
 
 @pytest.fixture
 def virtual_server(tmp_path: Path) -> Iterator[RunningServer]:
-    server = start_server(tmp_path, "--virtual-card", "fineid-v4", "--dialog", "auto", port=54210)
+    server = start_server(tmp_path, "--virtual-card", "fineid-v4", "--dialog", "auto", port=free_port())
     yield server
     stop(server)
-
-
-def check_ecdsa(answer: dict, content: bytes) -> None:
-    public = answer_chain(answer)[0].public_key
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    algorithm = getattr(hashes, answer["signatureAlgorithm"].split("with")[0])()
-    public.verify(base64.b64decode(answer["signature"]), content, ec.ECDSA(algorithm))
 
 
 async def test_real_process_in_process_card(virtual_server: RunningServer, tmp_path: Path) -> None:
@@ -153,7 +55,8 @@ async def test_real_process_in_process_card(virtual_server: RunningServer, tmp_p
 
 
 async def test_auto_cancel(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--virtual-card", "fineid-v3", "--dialog", "auto", "--auto-cancel", port=54220)
+    server = start_server(tmp_path, "--virtual-card", "fineid-v3", "--dialog", "auto", "--auto-cancel",
+                          port=free_port())
     try:
         answer = await server.post({"content": base64.b64encode(b"x").decode()})
         assert (answer["status"], answer["reasonCode"]) == ("failed", 401)
@@ -163,30 +66,35 @@ async def test_auto_cancel(tmp_path: Path) -> None:
 
 async def test_settings_file_is_read(tmp_path: Path) -> None:
     conf = tmp_path / "DigiSign.conf"
-    conf.write_text("# local policy\nHTTPSignerDisabled=1\nunknownKey=3\nminidriverPinCache=1\nhttpPorts=54238\n")
+    http_port = free_port()
+    conf.write_text("# local policy\nHTTPSignerDisabled=1\nunknownKey=3\nminidriverPinCache=1\n"
+                    f"httpPorts={http_port}\n")
     server = start_server(tmp_path, "--virtual-card", "fineid-v4", "--dialog", "auto", "--config", str(conf),
-                          port=54230)
+                          port=free_port())
     try:
         answer = await server.post({"content": base64.b64encode(b"x").decode()})
         assert answer["reasonCode"] == 403 and "HTTPSignerDisabled" in answer["reasonText"]
         # httpPorts turns plain HTTP on (off by default), with the same Host check.
-        async with aiohttp.ClientSession() as session, session.get("http://localhost:54238/version") as response:
+        async with aiohttp.ClientSession() as session, session.get(f"http://localhost:{http_port}/version") as response:
             assert (await response.json())["version"] == "1.1"
     finally:
         stop(server)
     log = server.log()
-    assert "unknownKey" in log and "http://localhost:54238/" in log
+    assert "unknownKey" in log and f"http://localhost:{http_port}/" in log
 
 
 @pytest.mark.pcscd
 async def test_real_process_over_pcscd(vpcd_card, tmp_path: Path) -> None:
     card = vpcd_card("fineid-v3", slow_ms=60)
-    server = start_server(tmp_path, "--dialog", "auto", port=54240)
+    server = start_server(tmp_path, "--dialog", "auto", port=free_port())
+    async def card_seen() -> bool:  # pages poll /version for the card, and so do we
+        return bool((await server.version())["hashAlgorithms"])
+
+    async def card_gone() -> bool:
+        return not await card_seen()
+
     try:
-        deadline = time.monotonic() + 10
-        while not (await server.version())["hashAlgorithms"]:
-            assert time.monotonic() < deadline, "the server never saw the card"
-            await asyncio.sleep(0.1)
+        await async_wait_until(card_seen, 10, "the server to see the card")
         content = b"through pcscd"
         answer = await server.post({"content": base64.b64encode(content).decode(),
                                     "selector": {"keyusages": ["nonrepudiation"]}})
@@ -196,20 +104,14 @@ async def test_real_process_over_pcscd(vpcd_card, tmp_path: Path) -> None:
         # Pull the card while a request is under way (each APDU takes 60 ms): a clean failure ...
         pending = asyncio.create_task(server.post({"content": base64.b64encode(b"pulled").decode(),
                                                    "selector": {"keyusages": ["nonrepudiation"]}}))
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # the pause IS the test: pull the card mid-request (404 if it was not yet asked)
         card.toggle()
         failed = await pending
         assert failed["status"] == "failed" and failed["reasonCode"] in (404, 500), failed
-        deadline = time.monotonic() + 10
-        while (await server.version())["hashAlgorithms"]:  # pages poll /version: the card is gone
-            assert time.monotonic() < deadline, "the server never saw the card leave"
-            await asyncio.sleep(0.1)
+        await async_wait_until(card_gone, 10, "the server to see the card leave")
         # ... and once it is back, the next request works.
         card.toggle()
-        deadline = time.monotonic() + 10
-        while not (await server.version())["hashAlgorithms"]:
-            assert time.monotonic() < deadline, "the server never saw the card come back"
-            await asyncio.sleep(0.1)
+        await async_wait_until(card_seen, 10, "the server to see the card come back")
         again = await server.post({"content": base64.b64encode(b"again").decode(),
                                    "selector": {"keyusages": ["nonrepudiation"]}})
         assert again["status"] == "ok", again

@@ -19,27 +19,17 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.browser.conftest import WebServer, start_web_server
-from tests.integration.test_scs_process import stop
+from tests.support.servers import WebServer
 
 ATTACKER = "https://attacker.example"
 LEGIT = "https://eservice.example"
 NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "cross-site"}
 UPLOAD_MIB = int(os.environ.get("DIGISIGN_ABORTED_UPLOAD_MIB", "70"))
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-
-
-@pytest.fixture
-def web_server(tmp_path: Path) -> Iterator[WebServer]:
-    server = start_web_server(tmp_path)
-    yield server
-    stop(server.server)
 
 
 def _send_and_abort(server: WebServer, head: str, body: bytes) -> None:

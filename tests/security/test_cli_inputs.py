@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.support.cli import cli_env
+from tests.support.net import free_port
+from tests.support.paths import ROOT
 
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
 
@@ -54,12 +55,6 @@ def scratch() -> Iterator[Path]:
     (base / "state").chmod(0o777)
     yield base
     shutil.rmtree(base, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(case: Case, home: Path) -> subprocess.CompletedProcess[str] | str:

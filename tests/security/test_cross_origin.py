@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.test_scs_process import RunningServer
-from tests.security.conftest import free_port
+from tests.support.net import free_port
+from tests.support.servers import RunningServer
 
 EVIL = "https://evil.example"
 ALLOWED = "https://eservice.example"

@@ -29,15 +29,8 @@ import pytest
 
 from digisign_web.web import dialog as webdialog
 from digisign_web.web.dialog import WebDialog
-from tests.browser.conftest import (  # noqa: F401 - the browser fixtures
-    WebServer,
-    browser_factory,
-    chromium_path,
-    free_port,
-    trusted_home,
-    web_server,
-)
-from tests.unit.test_scs import HOST, make_server  # noqa: F401 - the in-process server fixture
+from tests.support.net import free_port
+from tests.support.servers import WebServer
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4)
 USER_SITE = "https://eservice.example"
@@ -81,7 +74,7 @@ def attacker() -> Iterator[AttackSite]:
 
 
 @pytest.fixture
-def browser(browser_factory, trusted_home, attacker: AttackSite):  # noqa: F811 - the imported fixtures
+def browser(browser_factory, trusted_home, attacker: AttackSite):
     """The user's browser: the attacker's site is public, and the user once allowed it local network access
     (the worst case: the page's requests do reach the server)."""
     browser = browser_factory(trusted_home, [f"--ip-address-space-overrides=127.0.0.1:{attacker.port}=public"])
@@ -162,7 +155,7 @@ SUBRESOURCES = {  # {attr}: the URL in an HTML attribute; {js}: as a JavaScript 
 
 
 @pytest.mark.parametrize("kind", SUBRESOURCES)
-def test_subresource_starts_no_websigner_operation(browser, web_server: WebServer,  # noqa: F811
+def test_subresource_starts_no_websigner_operation(browser, web_server: WebServer,
                                                    attacker: AttackSite, kind: str) -> None:
     traffic = Traffic(browser, web_server.base)
     url = f"{web_server.base}/websigner?{websigner_query(attacker)}"
@@ -194,7 +187,7 @@ document.getElementById("go").addEventListener("click", () => {{
 </script>"""
 
 
-def test_form_into_a_tiny_popup_takes_no_dialog_and_no_card(browser, web_server: WebServer,  # noqa: F811
+def test_form_into_a_tiny_popup_takes_no_dialog_and_no_card(browser, web_server: WebServer,
                                                              attacker: AttackSite) -> None:
     traffic = Traffic(browser, web_server.base)
     fields = urllib.parse.parse_qsl(websigner_query(attacker, "popup"))
@@ -230,7 +223,7 @@ fetch({js}.split("#")[0] + "/claim", {{method: "POST", mode: "no-cors", credenti
 </script>"""
 
 
-def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server: WebServer,  # noqa: F811
+def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server: WebServer,
                                                              attacker: AttackSite) -> None:
     pending = sign_later(web_server, b"the user's own document")
     launched = web_server.next_dialog_url()
@@ -251,7 +244,7 @@ def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server
 
 
 async def test_unshown_dialogs_end_soon_and_count_in_the_spam_guard(
-        make_server, monkeypatch, unused_tcp_port_factory) -> None:  # noqa: F811
+        make_server, monkeypatch, unused_tcp_port_factory) -> None:
     """In-process, with the show deadline shortened: a dialog that no tab claims ends long before dialogTimeout,
     frees the card, and counts like a cancel, so a page cannot keep re-sending requests nobody sees."""
     monkeypatch.setattr(webdialog, "SHOW_TIMEOUT", 0.3, raising=False)

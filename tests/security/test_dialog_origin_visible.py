@@ -15,7 +15,8 @@ import concurrent.futures
 
 import pytest
 
-from tests.browser.conftest import WebServer, screenshot
+from tests.support.browser import screenshot
+from tests.support.servers import WebServer
 
 REAL = "https://eservice.example"
 FAKE = "https://bank.example"

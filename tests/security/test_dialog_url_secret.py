@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.browser.conftest import WebServer, browser_factory, chromium_path, trusted_home, web_server  # noqa: F401
+from tests.support.servers import WebServer
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}
@@ -80,8 +80,8 @@ def attack(server: WebServer, known: str) -> list[str]:
     return POOL.submit(lambda: asyncio.run(second_party(server, known))).result(timeout=60)
 
 
-def test_the_launched_address_is_useless_to_another_account(browser_factory, trusted_home,  # noqa: F811
-                                                            web_server: WebServer) -> None:  # noqa: F811
+def test_the_launched_address_is_useless_to_another_account(browser_factory, trusted_home,
+                                                            web_server: WebServer) -> None:
     content = b"the user's contract"
     pending = POOL.submit(lambda: asyncio.run(web_server.server.post(
         {"content": base64.b64encode(content).decode(), "selector": {"keyusages": ["nonrepudiation"]}})))

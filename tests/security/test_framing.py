@@ -17,14 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.browser.conftest import (  # noqa: F401 (fixtures)
-    WebServer,
-    browser_factory,
-    chromium_path,
-    free_port,
-    trusted_home,
-    web_server,
-)
+from tests.support.net import free_port
+from tests.support.servers import WebServer
 
 FRAMED = ("/", "/static/playground.html", "/static/dialog.html", "/playground/status", "/no/such/page")
 # Text that only our pages contain (titles, the playground's tabs, the status JSON, the 403 and 404 texts).
@@ -45,7 +39,7 @@ fetch("{target}/playground/status").then(r => r.text())
 
 
 @pytest.fixture
-def attacker(web_server: WebServer) -> Iterator[str]:  # noqa: F811
+def attacker(web_server: WebServer) -> Iterator[str]:
     page = attacker_page(web_server.base)
 
     class Handler(BaseHTTPRequestHandler):
@@ -74,7 +68,7 @@ def frame_text(frame) -> str:
         return f"<unreadable: {exc}>"
 
 
-def test_framed_pages_and_cross_site_status_read(browser_factory, trusted_home, web_server: WebServer,  # noqa: F811
+def test_framed_pages_and_cross_site_status_read(browser_factory, trusted_home, web_server: WebServer,
                                                  attacker: str) -> None:
     page = browser_factory(trusted_home).new_page()
     # Sanity: this browser trusts the server, so a refusal below is the server's doing, not TLS.

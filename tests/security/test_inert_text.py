@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env
-from tests.integration.test_scs_process import RunningServer, stop
-from tests.security.conftest import free_port
+from tests.support.cli import cli_env
+from tests.support.net import free_port
+from tests.support.paths import ROOT
+from tests.support.servers import RunningServer, stop
 
 REAL = "https://eservice.example"
 FAKE = "https://bank.example"

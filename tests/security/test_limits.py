@@ -35,7 +35,7 @@ import pytest
 
 from digisign_web.web.limits import BODY_IDLE_TIMEOUT, HEAD_TIMEOUT
 from digisign_web.web.playground import PDF_LIMIT
-from tests.integration.test_scs_process import RunningServer
+from tests.support.servers import RunningServer
 
 SLOW_CONNECTIONS = int(os.environ.get("DIGISIGN_SLOWLORIS_CONNECTIONS", "1100"))
 ATTACK_SECONDS = 32.0

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from digisign_web.web import peer
-from tests.integration.test_scs_process import RunningServer
-from tests.security.conftest import free_port
+from tests.support.net import free_port
+from tests.support.servers import RunningServer
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"

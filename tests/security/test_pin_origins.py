@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digisign_web.dialog.base import DialogAnswer, DialogRequest
 
 from card import CardManager
 from card.virtual import VirtualCard, VirtualReader
-from digisign_web.dialog.base import DialogAnswer, DialogRequest
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_request
 from digisign_web.scs.service import SigningService, build_service
 from digisign_web.settings import Settings
-from tests.browser.conftest import WebServer
+from tests.support.servers import WebServer
 
 SITE_A = "https://a.example"
 SITE_B = "https://b.example"

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 
-from tests.browser.conftest import browser_factory, chromium_path, trusted_home, web_server  # noqa: F401
-from tests.browser.test_websigner import RelyingParty, answer_dialog, form_fields, relying_party, rp_page  # noqa: F401
+from tests.support.relying_party import RelyingParty, answer_dialog, form_fields
 
 # The state first; then one that ends the element, and one that comments out and restarts it.
 STATES = ["<!--<script>", "</script><script>alert(1)</script>", "<!--<script></script>-->&amp;\u2028\u2029 ok"]
 
 
-def test_post_message_delivers_the_exact_state(rp_page, relying_party: RelyingParty) -> None:  # noqa: F811
+def test_post_message_delivers_the_exact_state(rp_page, relying_party: RelyingParty) -> None:
     for state in STATES:
         form_fields(relying_party, b"post message", "signature", responseMode="post_message", state=state)
         rp_page.goto(relying_party.origin + "/popup")

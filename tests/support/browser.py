@@ -1,83 +1,34 @@
-"""Real-browser fixtures: Debian's Chromium driven by Playwright (never `playwright install`), a real
-`digisign-web serve` process with the web dialog, its CA trusted through `digisign-web trust install` in a
-temporary HOME, and a relying-party site on another origin."""
+"""Real-browser fixtures (the `browser` lane): Debian's Chromium driven by Playwright (never `playwright
+install`), a HOME whose NSS database trusts a server's CA, and screenshots for a human to look at.
+
+Playwright's sync API cannot run inside the asyncio loop pytest-asyncio gives `async def` tests, so the
+browser tests are plain `def`."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env
-from tests.integration.test_scs_process import RunningServer, start_server, stop
+from tests.support.cli import cli_env
+from tests.support.paths import ARTIFACTS, ROOT
+from tests.support.servers import WebServer
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class WebServer:
-    """The SCS server process plus the file where its 'browser' (record_url.py) writes dialog URLs."""
-
-    server: RunningServer
-    urls: Path
-    state_dir: Path
-    seen: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return self.server.base
-
-    def next_dialog_url(self, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = self.urls.read_text().splitlines() if self.urls.exists() else []
-            if len(lines) > self.seen:
-                self.seen += 1
-                return lines[self.seen - 1]
-            time.sleep(0.05)
-        raise AssertionError("the server did not open a dialog")
-
-
-def start_web_server(tmp: Path, *args: str) -> WebServer:
-    urls = tmp / "dialog-urls.txt"
-    os.environ["BROWSER"] = f"{sys.executable} {ROOT / 'tests' / 'browser' / 'record_url.py'} {urls} %s"
-    try:
-        server = start_server(tmp, "--virtual-card", "fineid-v4", "--dialog", "web", *args, port=free_port())
-    finally:
-        os.environ.pop("BROWSER", None)
-    return WebServer(server, urls, tmp / "state")
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
+    """Debian's Chromium, or a failure that says how to get it."""
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is missing (scripts/test-deps.sh installs it)", pytrace=False)
     return CHROMIUM
-
-
-@pytest.fixture
-def web_server(tmp_path: Path) -> Iterator[WebServer]:
-    server = start_web_server(tmp_path)
-    yield server
-    stop(server.server)
 
 
 @pytest.fixture
@@ -115,7 +66,24 @@ def browser_factory(chromium_path: str):
     manager.stop()
 
 
+def make_home(home: Path, ca: Path | None) -> Path:
+    """A HOME for Chromium; with `ca`, its NSS database ($HOME/.pki/nssdb) trusts that CA for TLS servers."""
+    home.mkdir(parents=True, exist_ok=True)
+    if ca is None:
+        return home
+    if shutil.which("certutil") is None:
+        pytest.fail("certutil is missing (libnss3-tools; scripts/test-deps.sh installs it)", pytrace=False)
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    for command in (["certutil", "-N", "-d", f"sql:{db}", "--empty-password"],
+                    ["certutil", "-A", "-d", f"sql:{db}", "-n", "digisign-web-test", "-t", "C,,", "-i", str(ca)]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+    return home
+
+
 def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot as tests/artifacts/<name>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
