@@ -1,6 +1,6 @@
 """Card certificates as the card stores them.
 
-Real FINEID cards carry certificates that are not strict DER (``shared/reference/real-cards.md`` §1):
+Real FINEID cards carry certificates that are not strict DER (F1):
 ``ecdsa-with-SHA384`` with explicit NULL parameters, and BasicConstraints with an explicit ``cA FALSE``.
 ``cryptography`` refuses both, so a card layer built on it cannot read a real card at all. Here the
 certificate is parsed with asn1crypto, which reads BER-ish DER, its exact bytes are kept (every answer

@@ -2,7 +2,7 @@
 
 A profile is data, not a class hierarchy: the token code reads these fields and does the one generic
 ISO 7816-15 dance. A national card is an entry that holds only its ATRs, paths, references and quirks
-(the libelectronic-id model). Facts come from ``shared/reference/fineid-card.md``; each profile says
+(the libelectronic-id model). Facts are those of docs/decisions.md (F6–F11, F22); each profile says
 how well it is tested in ``tested``.
 """
 
@@ -39,7 +39,7 @@ class KnownKey:
 
     A slot whose certificate file is missing is an empty slot: one profile covers every key layout of a
     card family (FINEID v3.0's P-256 QES key 03 at 4335, v3.1's RSA QES key 02 at 4332, or both), and
-    the card says which it has by the files it holds (``shared/reference/real-cards.md`` §4).
+    the card says which it has by the files it holds (F8, F9).
     """
 
     role: str  # "authentication" or "signature"
@@ -110,7 +110,7 @@ _CITIZEN_PINS = (
     KnownPin(0x82, "PIN2 (signature PIN)", 6),
     KnownPin(0x83, "PUK", 8, puk=True),
 )
-# CA certificates under the MF on citizen cards ([R] in real-cards.md §2): the root and the issuing CA.
+# CA certificates under the MF on citizen cards (F10): the root and the issuing CA.
 _CITIZEN_CAS = (bytes.fromhex("3F004334"), bytes.fromhex("3F004336"))
 
 FINEID_V4 = CardProfile(

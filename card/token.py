@@ -163,7 +163,7 @@ class Token:
             self._app_ready = True
             return
         if self.profile.aid_confirms:
-            # FINEID is confirmed by the application SELECT (as OpenSC does); no app, no FINEID.
+            # The profile is confirmed by the application SELECT (FINEID, as OpenSC does): no app, not this card.
             raise UnsupportedCardError(
                 f"ATR looks like {self.profile.name} but the PKCS#15 application is missing "
                 f"(SW {response.sw:04X})")

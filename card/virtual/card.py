@@ -1,7 +1,7 @@
 """The virtual FINEID card: a small ISO 7816-4 card OS with a full PKCS#15 application.
 
 It ships with the product (integrators test signing flows with no hardware), so it behaves like the real
-card where recordings and hardware notes document it (``shared/reference/real-cards.md``): T=0 answers
+card where recordings and hardware notes document it (F1–F14): T=0 answers
 (``61xx``, ``6Cxx``), FCPs that give the size in tag ``81`` only, READ BINARY answers of at most 0xB5
 bytes, certificates that are not strict DER, the CA certificates under the MF, 12-byte zero-padded PINs
 with try counters of 5, ``6983`` when blocked, unblock with the PUK, PIN2 consumed by each signature, and
@@ -44,13 +44,14 @@ log = logging.getLogger(__name__)
 VIRTUAL_PROFILES = ("fineid-v4", "fineid-v3", "fineid-v3.1", "fineid-v3-dual", "fineid-org")
 DEFAULT_PINS = {"pin1": "1234", "pin2": "123456", "puk": "12345678"}
 
-# Documented choices where the real FINEID layout is unknown (fineid-card.md, open question 1).
+# Where FINEID cards keep their files (F8, F10, F11); the PKCS#15 file ids, unknown on real cards, are
+# card.pkcs15's (F13).
 ESIGN_DF = bytes.fromhex("5016")
 ESIGN_AID = b"E.SIGN"
 FID_AUTH_CERT = bytes.fromhex("4331")
 FID_ROOT_CERT = bytes.fromhex("4334")
 FID_CA_CERT = bytes.fromhex("4336")
-MAX_BLOCK = 0xB5  # the most a recorded FINEID card answers to one READ BINARY (real-cards.md §2)
+MAX_BLOCK = 0xB5  # the most a recorded FINEID card answers to one READ BINARY (F2)
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,7 @@ class VirtualCard(CardSide):
                 try:
                     node = self._walk(self.mf, path)
                 except _Sw:
-                    # FINEID cards resolve 4331/5032 from the application too (fineid-card.md §1.4).
+                    # FINEID cards resolve 4331/5032 from the application too (F12).
                     node = self._walk(self.app, path)
         elif p1 == 0x09:
             node = self._walk(self._current_df, c.data)

@@ -155,7 +155,7 @@ def _key_for(path: Path, spec: str) -> PrivateKey:
 
 # --- certificates encoded as real FINEID cards encode them -----------------------------------
 # Real cards carry ecdsa-with-SHA384 with explicit NULL parameters and BasicConstraints with an explicit
-# cA FALSE (shared/reference/real-cards.md §1). cryptography can neither write nor read these, so the
+# cA FALSE (F1). cryptography can neither write nor read these, so the
 # certificates are assembled with asn1crypto and only the signature is made with cryptography.
 
 # Extension{basicConstraints, critical, BasicConstraints{cA FALSE}}, with the DEFAULT written out.

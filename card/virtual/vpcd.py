@@ -5,7 +5,7 @@ vpcd listens (port 35963 for its first slot); the card connects and answers fram
 big-endian length, then the payload. One-byte payloads are control messages (0 power off, 1 power on,
 2 reset, 4 get ATR); anything longer is a C-APDU. Closing the socket is card removal, connecting is
 insertion. ``TCP_QUICKACK`` is re-armed before every receive: vpcd sends length and payload as two
-segments, and without it every APDU waits ~40 ms for a delayed ACK (test-stack.md §4).
+segments, and without it every APDU waits ~40 ms for a delayed ACK (F15).
 """
 
 from __future__ import annotations
