@@ -27,7 +27,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from card.virtual import VirtualCard, VirtualReader  # noqa: E402
-from digisign_web.dialog.base import AutoDialog  # noqa: E402
+from digisign_web.dialog.auto import AutoDialog  # noqa: E402
 from digisign_web.settings import Settings  # noqa: E402
 from digisign_web.tls.ca import ensure_tls, server_context  # noqa: E402
 from digisign_web.web.app import build_app  # noqa: E402

@@ -1,2 +1,2 @@
-"""User dialogs behind one protocol (:class:`~digisign_web.dialog.base.Dialog`): automatic and terminal here,
-the browser dialog in ``digisign_web.web.dialog``."""
+"""User dialogs behind one protocol (:class:`~digisign_web.dialog.protocol.Dialog`): automatic (auto.py) and
+terminal (terminal.py) here, the browser dialog in ``digisign_web.web.dialog``."""

@@ -12,9 +12,9 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from card import (
     CardError,
@@ -30,7 +30,7 @@ from card import (
     TransportError,
     WrongPinError,
 )
-from digisign_web.dialog.base import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.dialog.protocol import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest, TabDialog
 from digisign_web.scs.authentication import check_authentication_content
 from digisign_web.scs.cancel_guard import CancelGuard
 from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
@@ -43,6 +43,8 @@ from digisign_web.signing import formats
 from digisign_web.signing.signers import CardSigner
 
 log = logging.getLogger(__name__)
+
+_Answer = TypeVar("_Answer", DialogAnswer, DialogAnswer | None)
 
 # --- the service ------------------------------------------------------------------------------
 
@@ -86,14 +88,14 @@ class SigningService:
         if blocked > 0:
             raise ScsFailure(403, f"too many cancelled or unanswered requests from {origin or 'this client'}; "
                                   f"try again in {int(blocked) + 1} s")
-        reserve = getattr(self.dialog, "reserve", None) if present is not None else None
-        if reserve is None:
+        dialog = self.dialog
+        if present is None or not isinstance(dialog, TabDialog):
             async with self.queue.slot():
                 return await self._sign_locked(request, origin, present, after)
 
         async def show_first() -> None:
             try:
-                await reserve(present, after)
+                await dialog.reserve(present, after)
             except TimeoutError as exc:
                 self.guard.record_cancel(origin or "")
                 raise TimedOut(str(exc)) from None
@@ -104,7 +106,7 @@ class SigningService:
             async with self.queue.slot(show_first):
                 return await self._sign_locked(request, origin, present, after)
         finally:
-            self.dialog.release(present)  # a shown page whose operation ended before its dialog moves on
+            dialog.release(present)  # a shown page whose operation ended before its dialog moves on
 
     async def _card(self, fn, *args):
         def run():
@@ -205,24 +207,19 @@ class SigningService:
         except ScsFailure as exc:
             if isinstance(exc, TimedOut):
                 self.guard.record_cancel(origin or "")
-            await self._finish(dialog_request, "cancelled" if isinstance(exc, Cancelled) else "failed", exc.text)
+            await self.dialog.finish(dialog_request, "cancelled" if isinstance(exc, Cancelled) else "failed", exc.text)
             raise
         except asyncio.CancelledError:  # the client went away: its dialog ends, and it counts like a cancel
             self.guard.record_cancel(origin or "")
-            await self._finish(dialog_request, "failed", "the page that asked went away")
+            await self.dialog.finish(dialog_request, "failed", "the page that asked went away")
             raise
-        await self._finish(dialog_request, "signed", "Signature generated")
+        await self.dialog.finish(dialog_request, "signed", "Signature generated")
         self.guard.record_success(origin or "")
         return result
 
-    async def _finish(self, dialog_request: DialogRequest, outcome: str, text: str) -> None:
-        finish = getattr(self.dialog, "finish", None)
-        if finish is not None:
-            await finish(dialog_request, outcome, text)
-
-    async def _ask(self, coroutine: Any) -> DialogAnswer:
+    async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
         try:
-            return await asyncio.wait_for(coroutine, self.settings.dialog_timeout)
+            return await asyncio.wait_for(question, self.settings.dialog_timeout)
         except TimeoutError as exc:  # includes the web dialog's DialogNotShown, with its own text
             raise TimedOut(str(exc) or "the user did not answer the dialog in time") from None
         except DialogRefused as exc:
@@ -247,10 +244,12 @@ class SigningService:
                 result = await self._do_sign(request, chosen, answer, origin)
             except WrongPin as exc:
                 self.state.note_pin(chosen.token.reader, pin_label, exc.tries_left, exc.tries_left == 0)
-                ask_again = getattr(self.dialog, "ask_again", None)
-                if ask_again is None or not exc.tries_left:
+                if not exc.tries_left:
                     raise
-                answer = await self._ask(ask_again(dialog_request, exc.text, exc.tries_left))
+                again = await self._ask(self.dialog.ask_again(dialog_request, exc.text, exc.tries_left))
+                if again is None:  # this dialog cannot ask again: the wrong PIN ends the request
+                    raise
+                answer = again
                 continue
             except PinBlocked:
                 self.state.note_pin(chosen.token.reader, pin_label, 0, True)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from card import CardPolicy, ReaderSource
-from digisign_web.dialog.base import Dialog
+from digisign_web.dialog.protocol import Dialog
 from digisign_web.scs.service import build_service
 from digisign_web.settings import Settings
 from digisign_web.web import playground, scs_routes, websigner

@@ -66,7 +66,7 @@ from typing import Any
 
 from aiohttp import web
 
-from digisign_web.dialog.base import DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.dialog.protocol import DialogAnswer, DialogRefused, DialogRequest
 from digisign_web.web.middleware import own_origins, top_level_navigation
 from digisign_web.web.pages import page, page_headers, template
 
@@ -126,7 +126,7 @@ class _Session:
 
 
 class WebDialog:
-    """A :class:`~digisign_web.dialog.base.Dialog` that asks through a page of this server."""
+    """A :class:`~digisign_web.dialog.protocol.TabDialog` that asks through a page of this server."""
 
     def __init__(self, base_url: str, timeout: float = 120.0, language: str = "",
                  open_url: Callable[[str], object] = webbrowser.open, launch_dir: Path | None = None,

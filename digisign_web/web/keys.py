@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from card import CardManager
-from digisign_web.dialog.base import Dialog
+from digisign_web.dialog.protocol import Dialog
 from digisign_web.scs.card_state import CardState
 from digisign_web.scs.service import SigningService
 from digisign_web.settings import Settings

@@ -18,7 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from card.virtual import VirtualCard, VirtualReader
-from digisign_web.dialog.base import AutoDialog, Dialog, TerminalDialog
+from digisign_web.dialog.auto import AutoDialog
+from digisign_web.dialog.protocol import Dialog
+from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.settings import Settings, card_policy, load_settings
 from digisign_web.tls.ca import ensure_tls, server_context
 from digisign_web.tls.trust import is_trusted_anywhere

@@ -141,7 +141,7 @@ def test_dual_algorithm_card_keyalgorithms_picks_one(state_dir: Path) -> None:
     assert [c.key_algorithm for c in signature_keys] == ["RSA", "EC"]
     for wanted, algorithm in (("rsa", "RSA"), ("ec", "EC")):
         selector = parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": [wanted],
-                                          "strictKeyPolicy": True})
+                                  "strictKeyPolicy": True})
         chosen = select(signature_keys, lambda c: c.certificate, selector, strict_setting=False)
         assert [c.key_algorithm for c in chosen.matches] == [algorithm]
 
@@ -149,7 +149,7 @@ def test_dual_algorithm_card_keyalgorithms_picks_one(state_dir: Path) -> None:
 def test_ec_only_card_fails_an_rsa_only_relying_party_with_strict_key_policy(state_dir: Path) -> None:
     _card, token = open_card(state_dir, "fineid-v4")
     selector = parse_selector({"keyusages": ["nonrepudiation"], "keyalgorithms": ["rsa"],
-                                      "strictKeyPolicy": True})
+                              "strictKeyPolicy": True})
     chosen = select(token.certificates(), lambda c: c.certificate, selector, strict_setting=False)
     assert chosen.matches == [] and "keyalgorithms" in chosen.reason
 

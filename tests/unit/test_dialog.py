@@ -14,13 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digisign_web.dialog.base import (
-    AutoDialog,
-    Choice,
-    DialogRefused,
-    DialogRequest,
-    TerminalDialog,
-)
+from digisign_web.dialog.auto import AutoDialog
+from digisign_web.dialog.protocol import Choice, DialogRefused, DialogRequest
+from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.text import INFO_LIMIT, INFO_LINES, LINE_LIMIT, inert, inert_line
 
 
@@ -165,7 +161,7 @@ def test_dialog_request_holds_page_text_inert() -> None:
 
 
 async def test_auto_dialog_logs_page_text_inert(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="digisign_web.dialog.base")
+    caplog.set_level(logging.INFO, logger="digisign_web.dialog.auto")
     await AutoDialog().ask(DialogRequest("https://eservice.example", HOSTILE, "cms", "data", "SHA256", 1, "ab" * 32,
                                          (choice(),)))
     [record] = [r for r in caplog.records if r.getMessage().startswith("auto dialog:")]
@@ -216,7 +212,7 @@ def test_confined_browsers_are_recognised(monkeypatch, tmp_path) -> None:
 
 
 async def test_a_confined_browser_is_handed_the_dialog_address_itself() -> None:
-    from digisign_web.dialog.base import DialogRequest
+    from digisign_web.dialog.protocol import DialogRequest
     from digisign_web.web.dialog import WebDialog
 
     opened: list[str] = []

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from card import CardCertificate
-from digisign_web.dialog.base import DialogAnswer, DialogRequest
+from digisign_web.dialog.protocol import DialogAnswer, DialogRequest
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json, parse_request
 from tests.support.cards import answer_chain, openssl_recovers
