@@ -1,6 +1,7 @@
 # digisign-web developer targets.
 #   make demo   - set up .venv (if needed) and run the server with a virtual card
 #   make test   - the full test run (scripts/test.sh; extra pytest args: make test ARGS='-k foo')
+#   make unit   - the Python-only lane: tests/unit without pcscd, Chromium or a server subprocess (< 60 s)
 #   make lint   - ruff check
 #   make clean  - remove .venv, build output and caches
 
@@ -8,7 +9,7 @@ VENV       := .venv
 LINT_PATHS := $(wildcard card digisign_web tests bench)
 ARGS       ?=
 
-.PHONY: demo test lint clean
+.PHONY: demo test unit lint clean
 
 # Needs no pcscd and no apt packages beyond what pyscard's build needs
 # (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
@@ -18,6 +19,11 @@ demo:
 
 test:
 	bash scripts/test.sh $(ARGS)
+
+# No system services and no browser: the markers are applied in tests/conftest.py.
+unit:
+	@test -x $(VENV)/bin/pytest || bash scripts/venv.sh '.[test]'
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not pcscd and not browser and not process" tests/unit $(ARGS)
 
 lint:
 	@test -x $(VENV)/bin/ruff || bash scripts/venv.sh '.[test]'

@@ -18,6 +18,7 @@ from digisign_web.dialog.auto import AutoDialog
 from digisign_web.dialog.protocol import Choice, DialogRefused, DialogRequest
 from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.text import INFO_LIMIT, INFO_LINES, LINE_LIMIT, inert, inert_line
+from tests.support.wait import async_wait_until
 
 
 def choice(role: str = "signature", virtual: bool = True, needs_pin: bool = True) -> Choice:
@@ -43,8 +44,9 @@ async def test_auto_dialog() -> None:
     assert (await AutoDialog(allow_real_cards=True).ask(request(choice(virtual=False)))).choice == 0
 
 
-def _typist(master: int, lines: list[bytes], seen: list[bytes]) -> None:
-    """Type each line once its prompt is on the screen (as a person would), and keep the screen."""
+def _typist(master: int, lines: list[bytes], seen: list[bytes], answered: threading.Event) -> None:
+    """Type each line once its prompt is on the screen (as a person would), and keep the screen: everything
+    the dialog wrote until it ``answered``."""
     prompts = [b"Enter to cancel: ", b"(Enter to cancel): "]
     deadline = time.monotonic() + 10
     for line, prompt in zip(lines, prompts, strict=False):
@@ -54,7 +56,7 @@ def _typist(master: int, lines: list[bytes], seen: list[bytes]) -> None:
             except BlockingIOError:
                 time.sleep(0.02)
         os.write(master, line)
-    time.sleep(0.3)
+    answered.wait(15)
     try:
         while True:
             chunk = os.read(master, 4096)
@@ -71,12 +73,14 @@ async def test_terminal_dialog_on_a_pty(typed: list[bytes], expected: tuple) -> 
     master, slave = os.openpty()
     seen: list[bytes] = []
     os.set_blocking(master, False)
-    typist = threading.Thread(target=_typist, args=(master, typed, seen))
+    answered = threading.Event()
+    typist = threading.Thread(target=_typist, args=(master, typed, seen, answered))
     typist.start()
     try:
         answer = await asyncio.wait_for(TerminalDialog(os.ttyname(slave)).ask(
             request(choice(), choice("authentication", needs_pin=True))), 10)
     finally:
+        answered.set()
         typist.join()
         os.close(slave)
         os.close(master)
@@ -174,13 +178,15 @@ async def test_terminal_dialog_shows_hostile_info_inert_on_a_pty() -> None:
     master, slave = os.openpty()
     seen: list[bytes] = []
     os.set_blocking(master, False)
-    typist = threading.Thread(target=_typist, args=(master, [b"1\n", b"\n"], seen))
+    answered = threading.Event()
+    typist = threading.Thread(target=_typist, args=(master, [b"1\n", b"\n"], seen, answered))
     typist.start()
     try:
         hostile = DialogRequest("https://eservice.example", HOSTILE, "cms", "data", "SHA256", 1, "ab" * 32,
                                 (choice(),))
         answer = await asyncio.wait_for(TerminalDialog(os.ttyname(slave)).ask(hostile), 10)
     finally:
+        answered.set()
         typist.join()
         os.close(slave)
         os.close(master)
@@ -219,9 +225,6 @@ async def test_a_confined_browser_is_handed_the_dialog_address_itself() -> None:
     dialog = WebDialog("https://localhost:53952", timeout=5, open_url=opened.append, confined_browser=lambda: True)
     request = DialogRequest("https://rp.example", None, "signature", "data", "SHA256", 3, "ab" * 32, (), False)
     task = asyncio.create_task(dialog.ask(request))
-    for _ in range(100):
-        if opened:
-            break
-        await asyncio.sleep(0.01)
+    await async_wait_until(lambda: opened, 10, "the dialog address to be handed to the browser")
     task.cancel()
     assert opened and opened[0].startswith("https://localhost:53952/dialog/") and "#" in opened[0]

@@ -25,6 +25,7 @@ from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json, parse_request
 from tests.support.cards import answer_chain, openssl_recovers
 from tests.support.inprocess import HOST, ScriptedDialog
+from tests.support.wait import async_wait_until
 
 ORIGIN = "https://eservice.example"
 NONCE = "n" * 64
@@ -166,7 +167,7 @@ async def test_cancel_wrong_pin_and_blocked_pin(make_server) -> None:
 
 async def test_dialog_timeout(make_server) -> None:
     async def never(request: DialogRequest) -> DialogAnswer:
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # a user who never answers: the dialog timeout (0.2 s) IS the test
         raise AssertionError
 
     server = await make_server(dialog=ScriptedDialog(never), dialog_timeout=0.2)
@@ -346,9 +347,9 @@ async def test_busy_when_the_queue_is_full(make_server) -> None:
 
     server = await make_server(dialog=ScriptedDialog(slow), queue_limit=1)
     first = asyncio.create_task(server.sign({"content": b64(b"1")}))
-    await asyncio.sleep(0.1)
+    await async_wait_until(lambda: server.dialog.requests, 10, "the first request's dialog")
     second = asyncio.create_task(server.sign({"content": b64(b"2")}))  # waits in the queue
-    await asyncio.sleep(0.1)
+    await async_wait_until(lambda: server.service.queue._waiting == 1, 10, "the second request in the queue")
     third = await server.sign({"content": b64(b"3")})
     assert third["reasonCode"] == 403 and "busy" in third["reasonText"]
     release.set()
