@@ -1,4 +1,5 @@
-"""SCS failures: one exception type with its reasonCode, and the JSON failure answer.
+"""SCS failures: one exception type with its reasonCode, the one map from everything below to it, and the
+JSON failure answer.
 
 Every failure is ``{"version", "status": "failed", "reasonCode", "reasonText"}`` with HTTP 200, because
 that is what SCS clients read (D5); reasonText says which field or rule failed. The codes (README "Reason
@@ -10,6 +11,17 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+from card import (
+    CardError,
+    CardRemovedError,
+    PinBlockedError,
+    PinInvalidatedError,
+    SecurityStatusNotSatisfied,
+    WrongPinError,
+)
+from digisign_web.dialog.protocol import DialogRefused
+from digisign_web.signing.formats import FormatError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +37,10 @@ class ScsFailure(Exception):
         super().__init__(text)
         self.code = code
         self.text = text
+
+    def answer(self, version: str) -> dict[str, Any]:
+        """The JSON answer a client reads (HTTP 200, D5)."""
+        return failure(version, self.code, self.text)
 
 
 class Cancelled(ScsFailure):
@@ -59,3 +75,36 @@ class WrongPin(ScsFailure):
 def failure(version: str, code: int, text: str) -> dict[str, Any]:
     return {"version": version, "status": "failed", "reasonCode": code, "reasonText": text}
 
+
+def scs_failure_for(exc: BaseException, *, reading: bool = False) -> ScsFailure:
+    """The SCS failure for anything a request can raise below the HTTP layer: the one place where card
+    errors, format and selector errors, the dialog's refusals and timeouts get their reasonCode and text.
+
+    ``reading``: the card failed while it was read to offer its certificates (before any PIN), where every
+    card error is a 500 that says so. Anything unknown is a 500 "internal error" (the caller logs it).
+    """
+    if isinstance(exc, ScsFailure):
+        return exc
+    if isinstance(exc, SelectorError):
+        return ScsFailure(400, f"invalid selector: {exc}")
+    if isinstance(exc, FormatError):
+        return ScsFailure(exc.code, exc.text)
+    if isinstance(exc, DialogRefused):
+        return ScsFailure(403, str(exc))
+    if isinstance(exc, TimeoutError):  # the web dialog's DialogNotShown has its own text
+        return TimedOut(str(exc) or "the user did not answer the dialog in time")
+    if not isinstance(exc, CardError):
+        return ScsFailure(500, "internal error; see the server log")
+    if reading:
+        return ScsFailure(500, f"card error while reading the card: {exc}")
+    if isinstance(exc, WrongPinError):
+        left = "unknown" if exc.tries_left is None else str(exc.tries_left)
+        return WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left)
+    if isinstance(exc, PinBlockedError | PinInvalidatedError):
+        return PinBlocked()
+    if isinstance(exc, SecurityStatusNotSatisfied):
+        # The card forgot a PIN we believed it still held (e.g. another program reset it): ask again.
+        return ScsFailure(401, "the card asks for the PIN again; repeat the request")
+    if isinstance(exc, CardRemovedError):
+        return ScsFailure(500, "the card was removed during the operation")
+    return ScsFailure(500, f"card error: {exc}")

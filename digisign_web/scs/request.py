@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from card.crypto import HASH_NAMES
-from digisign_web.scs.errors import ScsFailure, SelectorError
+from digisign_web.scs.errors import ScsFailure, SelectorError, scs_failure_for
 from digisign_web.scs.selector import Selector, parse_selector
 from digisign_web.signing import formats
 from digisign_web.text import inert
@@ -85,13 +85,13 @@ def parse_request(fields: Mapping[str, Any], from_query: bool = False) -> ScsReq
     try:
         selector = parse_selector(selector_value, fields.get("strictKeyPolicy"))
     except SelectorError as exc:
-        raise ScsFailure(400, f"invalid selector: {exc}") from None
+        raise scs_failure_for(exc) from None
     # info is the page's free text: kept only as shown, inert and capped at INFO_LIMIT (text.py)
     request = ScsRequest(content, content_type, hash_algorithm, signature_type, selector, inert(info) or None, version)
     try:
         formats.preflight(signature_type, request.sign_request)
     except formats.FormatError as exc:
-        raise ScsFailure(exc.code, exc.text) from None
+        raise scs_failure_for(exc) from None
     return request
 
 

@@ -20,21 +20,16 @@ from card import (
     CardError,
     CardManager,
     CardPolicy,
-    CardRemovedError,
     Certificate,
-    PinBlockedError,
-    PinInvalidatedError,
     ReaderSource,
-    SecurityStatusNotSatisfied,
+    RetryableCardError,
     Token,
-    TransportError,
-    WrongPinError,
 )
 from digisign_web.dialog.protocol import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest, TabDialog
 from digisign_web.scs.authentication import check_authentication_content
 from digisign_web.scs.cancel_guard import CancelGuard
 from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
-from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin
+from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin, scs_failure_for
 from digisign_web.scs.queue import OperationQueue
 from digisign_web.scs.request import ScsRequest
 from digisign_web.scs.selector import select
@@ -96,11 +91,10 @@ class SigningService:
         async def show_first() -> None:
             try:
                 await dialog.reserve(present, after)
-            except TimeoutError as exc:
-                self.guard.record_cancel(origin or "")
-                raise TimedOut(str(exc)) from None
-            except DialogRefused as exc:
-                raise ScsFailure(403, str(exc)) from None
+            except (TimeoutError, DialogRefused) as exc:
+                if isinstance(exc, TimeoutError):  # not shown in time: counted like a cancel
+                    self.guard.record_cancel(origin or "")
+                raise scs_failure_for(exc) from None
 
         try:
             async with self.queue.slot(show_first):
@@ -187,7 +181,7 @@ class SigningService:
         is dropped and everything is read once more. Signing, by contrast, is never repeated."""
         try:
             return self._prepare(request, origin)
-        except (CardRemovedError, TransportError) as exc:
+        except RetryableCardError as exc:
             log.info("card state went stale (%s); reading the card again", exc)
             self.manager.forget_tokens()
             return self._prepare(request, origin)
@@ -197,7 +191,7 @@ class SigningService:
         try:
             allowed, choices, relaxed = await self._card(self._prepare_with_retry, request, origin)
         except CardError as exc:
-            raise ScsFailure(500, f"card error while reading the card: {exc}") from None
+            raise scs_failure_for(exc, reading=True) from None
         digest = formats.message_digest(request.sign_request)
         dialog_request = DialogRequest(origin, request.info, request.signature_type, request.content_type,
                                        request.hash_algorithm, len(request.content), digest.hex(),
@@ -220,10 +214,8 @@ class SigningService:
     async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
         try:
             return await asyncio.wait_for(question, self.settings.dialog_timeout)
-        except TimeoutError as exc:  # includes the web dialog's DialogNotShown, with its own text
-            raise TimedOut(str(exc) or "the user did not answer the dialog in time") from None
-        except DialogRefused as exc:
-            raise ScsFailure(403, str(exc)) from None
+        except (TimeoutError, DialogRefused) as exc:  # TimeoutError includes the web dialog's DialogNotShown
+            raise scs_failure_for(exc) from None
 
     async def _converse(self, request: ScsRequest, origin: str | None, dialog_request: DialogRequest,
                         allowed: list[_Candidate], choices: list[Choice]) -> dict[str, Any]:
@@ -286,20 +278,8 @@ class SigningService:
 
         try:
             output = await self._card(work)
-        except WrongPinError as exc:
-            left = "unknown" if exc.tries_left is None else str(exc.tries_left)
-            raise WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left) from None
-        except (PinBlockedError, PinInvalidatedError):
-            raise PinBlocked from None
-        except SecurityStatusNotSatisfied:
-            # The card forgot a PIN we believed it still held (e.g. another program reset it): ask again.
-            raise ScsFailure(401, "the card asks for the PIN again; repeat the request") from None
-        except CardRemovedError:
-            raise ScsFailure(500, "the card was removed during the operation") from None
-        except formats.FormatError as exc:
-            raise ScsFailure(exc.code, exc.text) from None
-        except CardError as exc:
-            raise ScsFailure(500, f"card error: {exc}") from None
+        except (CardError, formats.FormatError) as exc:
+            raise scs_failure_for(exc) from None
         chain = [base64.b64encode(c.der).decode() for c in chosen.token.chain(chosen.cert)]
         return {
             "version": self.version,

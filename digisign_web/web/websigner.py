@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from digisign_web.scs.errors import ScsFailure, failure
+from digisign_web.scs.errors import ScsFailure, failure, scs_failure_for
 from digisign_web.scs.request import ScsRequest, parse_request
 from digisign_web.scs.service import SigningService
 from digisign_web.text import inert_line
@@ -213,8 +213,8 @@ class WebSigner:
     async def _outcome(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.service.settings.dialog_timeout + 5)
-        except TimeoutError:
-            return failure(self.service.settings.scs_version, 401, "the user did not answer the dialog in time")
+        except TimeoutError as exc:
+            return scs_failure_for(exc).answer(self.service.settings.scs_version)
 
     async def result(self, request: web.Request) -> web.Response:
         """Where the dialog tab goes when the dialog is done: the result, delivered to the relying party."""
