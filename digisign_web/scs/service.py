@@ -1,9 +1,10 @@
-"""The SCS v1.1 protocol: ``/version``, ``/sign`` request parsing, the signing service and its answers.
+"""The signing service: one parsed ``/sign`` request through the queue, the card, the dialog and the signature.
 
-Every failure is ``{"version", "status": "failed", "reasonCode", "reasonText"}`` with HTTP 200, because
-that is what SCS clients read; reasonText says which field or rule failed. The codes (README "Reason
-codes"): 400 malformed, 401 user/PIN, 403 policy, 404 no card or no match, 413 too large, 500 card or
-internal error, 501 not offered.
+For each request, in order: the switch-off and the cancel guard, a place in the queue (after the WebSigner
+page is shown, for a :class:`~digisign_web.dialog.protocol.TabDialog`), the card's certificates narrowed by
+the selector and the authentication-key rule, the dialog, the PIN session rule (D27), and the signature in
+the requested format. Failures are :class:`~digisign_web.scs.errors.ScsFailure`, mapped in
+:func:`~digisign_web.scs.errors.scs_failure_for`; the HTTP layer turns them into answers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from digisign_web.scs.authentication import check_authentication_content
 from digisign_web.scs.cancel_guard import CancelGuard
 from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
 from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin, scs_failure_for
+from digisign_web.scs.pin_sessions import PinSessions
 from digisign_web.scs.queue import OperationQueue
 from digisign_web.scs.request import ScsRequest
 from digisign_web.scs.selector import select
@@ -40,8 +42,6 @@ from digisign_web.signing.signers import CardSigner
 log = logging.getLogger(__name__)
 
 _Answer = TypeVar("_Answer", DialogAnswer, DialogAnswer | None)
-
-# --- the service ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -60,10 +60,7 @@ class SigningService:
         self.dialog = dialog
         self.queue = OperationQueue(settings.queue_limit)
         self.guard = CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
-        # Per reader: the token (card connection) and the origin for which we last used it. Whatever PIN the
-        # card holds was verified for that origin; any other origin logs the card out first (D27). A new
-        # token (the card was reinserted or reopened) has no owner, so nothing it holds is trusted.
-        self._pin_owner: dict[str, tuple[Token, str | None]] = {}
+        self.pins = PinSessions()  # whose PIN each card holds (D27)
 
     @property
     def version(self) -> str:
@@ -117,17 +114,11 @@ class SigningService:
                     out.append(_Candidate(token, cert))
         return out
 
-    def _owns_session(self, token: Token, origin: str | None) -> bool:
-        """Whether the card's verified PINs (if any) were verified by us, on this connection, for ``origin``."""
-        owner = self._pin_owner.get(token.reader)
-        return owner is not None and owner[0] is token and owner[1] == origin
-
     def _reuses_pin(self, token: Token, cert: Certificate, origin: str | None) -> bool:
-        """PIN1 is reused only for the origin it was verified for, while the card still holds it, and only
-        when neither scsRequestsPinAlways nor dropAuthentication is on. PIN2 is never reused."""
-        return (cert.role == "authentication" and cert.pin is not None and not self.settings.pin_always
-                and not self.settings.drop_authentication and self._owns_session(token, origin)
-                and token.pin_verified(cert.pin))
+        """PIN1 is reused only as :meth:`PinSessions.reusable` allows, and only when neither
+        scsRequestsPinAlways nor dropAuthentication is on."""
+        return (not self.settings.pin_always and not self.settings.drop_authentication
+                and self.pins.reusable(token, cert, origin))
 
     def _choices(self, candidates: list[_Candidate], origin: str | None) -> list[Choice]:
         choices = []
@@ -159,7 +150,7 @@ class SigningService:
             raise ScsFailure(404, "no card with a usable certificate is present"
                              + (f" ({problems})" if problems else ""))
         selection = select(candidates, lambda c: c.cert.certificate, request.selector,
-                                  self.settings.strict_scs_key_policy)
+                           self.settings.strict_scs_key_policy)
         if not selection.matches:
             raise ScsFailure(404, f"no certificate matches the request: {selection.reason}")
         allowed = []
@@ -250,31 +241,19 @@ class SigningService:
                 self.state.note_pin(chosen.token.reader, pin_label, chosen.token.profile.max_tries, False)
             return result
 
-    def _log_out(self, token: Token) -> None:
-        """dropAuthentication: the card forgets every verified PIN after the operation, whatever its outcome."""
-        self._pin_owner.pop(token.reader, None)  # a failed logout leaves no owner: the next use logs out first
-        try:
-            token.logout()
-        except CardError as exc:
-            log.info("could not log the card out after the operation (%s)", exc)
-
     async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer,
                        origin: str | None) -> dict[str, Any]:
         pin_always, drop = self.settings.pin_always, self.settings.drop_authentication
 
         def work() -> formats.SignOutput:
             token = chosen.token
-            if pin_always or not self._owns_session(token, origin):
-                # The card forgets every verified PIN, so it checks the one entered now, and a PIN verified
-                # for another origin (or by another program) is never used for this one (D27).
-                token.logout()
-            self._pin_owner[token.reader] = (token, origin)
+            self.pins.take(token, origin, log_out=pin_always)
             try:
                 signer = CardSigner(token, chosen.cert, answer.pin)
                 return asyncio.run(formats.sign(request.signature_type, signer, request.sign_request))
             finally:
                 if drop:
-                    self._log_out(token)
+                    self.pins.drop(token)
 
         try:
             output = await self._card(work)
