@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from digisign_web.dialog.base import DialogAnswer, DialogRequest
 
 from card import CardManager
 from card.virtual import VirtualCard, VirtualReader
+from digisign_web.dialog.protocol import Dialog, DialogAnswer, DialogRequest
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_request
 from digisign_web.scs.service import SigningService, build_service
@@ -39,7 +39,7 @@ def authentication_request(origin: str) -> dict[str, Any]:
     return {"content": base64.b64encode(content).decode(), "selector": {"keyusages": ["digitalsignature"]}}
 
 
-class User:
+class User(Dialog):
     """A test double for the person at the dialog: types the PIN when the dialog asks for it, or, as
     ``one_click``, just presses Sign. Records whether each dialog asked for a PIN."""
 
