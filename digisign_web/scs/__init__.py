@@ -1,2 +1,2 @@
-"""The SCS v1.1 protocol without aiohttp: requests, selector, DNs, the authentication-key rule, the cancel guard,
-card state, queue, errors and the signing service."""
+"""The SCS v1.1 protocol without aiohttp: request parsing, the selector and its DNs, the authentication-key
+rule, the cancel guard, PIN sessions per origin, card state, the queue, errors and the signing service."""
