@@ -48,7 +48,8 @@
 })(typeof globalThis !== "undefined" ? globalThis : typeof self !== "undefined" ? self : this, function () {
   "use strict";
 
-  /** HTTPS bases, in probe order (SCS reference §2.1): 53952, 23124 and 8089, each as localhost and 127.0.0.1. */
+  /** HTTPS bases, in probe order (docs/decisions.md F17, D1): 53952, 23124 and 8089, each as localhost and
+   * 127.0.0.1. */
   const HTTPS_URLS = Object.freeze([
     "https://localhost:53952", "https://127.0.0.1:53952",
     "https://localhost:23124", "https://127.0.0.1:23124",

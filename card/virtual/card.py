@@ -569,7 +569,7 @@ class VirtualCard(CardSide):
         if not pin.verified:
             raise _Sw(0x6982)
         if c.le is not None and (c.le or 256) != min(key.signature_size, 256):
-            # Wrong Le: say the right one and keep the hash, so the resend signs (RFI saw the
+            # Wrong Le: say the right one and keep the hash, so the resend signs (docs/decisions.md F5: ReFineID saw the
             # MultiApp 5.0 reject Le=00 for a 96-byte answer).
             raise _Sw(0x6C00 | (key.signature_size & 0xFF))
         signature = self._sign(key, self._hash)

@@ -1,7 +1,7 @@
 """The SCS v1.1 authentication-key rule (D22): what the authentication key (PIN1) may sign for an origin.
 
 Pure, with no HTTP and no card I/O: ``data`` that starts with the requesting origin, a separator and a nonce
-of at least 64 octets (see :func:`check_authentication_content` for where we are stricter than D22).
+of at least 64 octets (see :func:`check_authentication_content` for the separator D22 as amended requires).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def check_authentication_content(origin: str | None, content_type: str, content:
     The content must be ``data`` that starts with the exact ``Origin`` bytes (UTF-8), then ``;`` (v1.3)
     or LF (puumerkki/mPollux), then at least 64 octets of nonce.
 
-    Decision, stricter than D22's "or nothing": the separator is **required**. Without one the content
+    D22 as amended on 2026-11-30: the separator is **required**. Without one the content
     is ambiguous, because a nonce is typically hex, and hex continues a host name: ``https://a.fi``
     followed by ``0123…`` reads equally as the origin ``https://a.fi0123…``. So a page at
     ``https://a.fi.evil.example`` could obtain a signature over ``https://a.fi.evil.example…`` that a

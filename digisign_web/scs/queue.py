@@ -1,4 +1,4 @@
-"""One card operation and one dialog at a time (D14)."""
+"""One card operation and one dialog at a time (D23)."""
 
 from __future__ import annotations
 

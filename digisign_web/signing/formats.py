@@ -1,6 +1,6 @@
 """The SCS signature types, one function each, over a :class:`~digisign_web.signing.signers.DigestSigner`.
 
-What each type contains is the contract of decisions D17–D21 (shared/reference/scs-interface.md §16):
+What each type contains is the contract of decisions D17–D21 (docs/decisions.md):
 
 * ``signature``: raw; RSA PKCS#1 v1.5 over DigestInfo, ECDSA as DER (Java's ``SHA256withECDSA``);
 * ``signature-plain``: as ``signature`` but ECDSA as raw r||s (``SHA256withPLAIN-ECDSA``);

@@ -1,7 +1,7 @@
 """The local TLS identity: a per-installation, name-constrained CA and a ``localhost`` leaf it signs.
 
 Browsers need a certificate they trust for ``https://localhost:53952``. A separate CA (which the user
-trusts once) plus a short-lived leaf follows the decision D2 of the SCS reference: Firefox refuses a CA
+trusts once) plus a short-lived leaf follows decision D2 (docs/decisions.md): Firefox refuses a CA
 certificate used as the leaf, and browsers cap leaf validity at 398 days, so the leaf lives 397 days and
 is renewed automatically 30 days before it expires.
 

@@ -1,7 +1,7 @@
 """The request guard every route passes: Host check, CORS for SCS only, refusal of cross-site requests.
 
-D3 (CORS for the SCS endpoints, never credentials), D22 (Host and Origin checks against DNS rebinding and
-other sites) and D27 (pages answer only their own pages; a link may still open one in a tab).
+D3 (CORS for the SCS endpoints, never credentials), D1 (the Host check against DNS rebinding) and D29
+(Origin checks against other sites; pages answer only their own pages; a link may still open one in a tab).
 """
 
 from __future__ import annotations

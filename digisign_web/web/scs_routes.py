@@ -1,4 +1,5 @@
-"""The SCS endpoints: ``GET /version`` and ``GET|POST /sign`` (D1, D2). Failures are JSON with HTTP 200 (D5)."""
+"""The SCS endpoints: ``GET /version`` (D6–D8) and ``GET|POST /sign`` (D4, D9, D16); failures are JSON
+with HTTP 200 (D5)."""
 
 from __future__ import annotations
 

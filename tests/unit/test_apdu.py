@@ -77,7 +77,7 @@ def test_status_word_mapping(sw: int, cls: type) -> None:
 
 
 def test_tlv_parse_nested_and_multibyte() -> None:
-    # The FINEID PIN-info answer from the reference (LEI mocks).
+    # The FINEID PIN-info answer recorded in libelectronic-id's traces (docs/decisions.md F6).
     data = bytes.fromhex(
         "A023830111" "8C04F0000000" "9C04F0000000" "DF210405FFA503" "DF2702FFFF" "DF28010C" "DF2F0101"
     )

@@ -1,7 +1,8 @@
 """Every FINEID key layout, through the one card layer, with and without PKCS#15 objects.
 
-The virtual card plays each layout the way real-cards.md §4 describes it (v4, v3.0, v3.1, dual-algorithm
-v3, the organisation card), with the real cards' non-strict certificates, FCPs and 0xB5-byte blocks.
+The virtual card plays each layout the way docs/decisions.md F8 (and docs/cards.md) describes it (v4, v3.0,
+v3.1, dual-algorithm v3, the organisation card), with the real cards' non-strict certificates, FCPs and
+0xB5-byte blocks.
 Signatures are checked with cryptography against the certificate the card gave, and each chain
 certificate against the next.
 """

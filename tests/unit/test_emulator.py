@@ -1,4 +1,4 @@
-"""The virtual card at the APDU level: the byte-exact behaviour the reference documents for FINEID
+"""The virtual card at the APDU level: the byte-exact FINEID behaviour of docs/decisions.md F2–F7 and F11–F12
 (selection variants, T=0 answers, PIN template, signing sequence) and the probes other middleware sends."""
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def test_profiles_by_atr(atr: str, name: str) -> None:
 
 
 def test_finnish_passport_is_not_fineid() -> None:
-    # Listed in the reference precisely so that it is excluded.
+    # Listed in docs/decisions.md F22 precisely so that it is excluded.
     assert match_profile(bytes.fromhex("3B8C800180 31D865B085050011829000 32".replace(" ", ""))) is None
 
 
