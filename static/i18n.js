@@ -1,5 +1,7 @@
-/* digisign-web UI strings in English, Finnish and Swedish.
- * The language follows the server's Language setting, else the browser. Classic script: sets window.I18N. */
+/* The server's page strings in English, Finnish and Swedish (these are the signing dialog's; playground-i18n.js
+ * adds the playground's "pg." keys): sets globalThis.I18N.STRINGS, the tables static/ui.mjs's pageTranslator
+ * reads. Only data: choosing the language and looking a key up is SCSTroubleshoot.translator's job
+ * (static/troubleshoot.js). ui.mjs imports this file for its side effect. */
 (function (root) {
   "use strict";
   const STRINGS = {
@@ -116,29 +118,5 @@
     },
   };
 
-  function pick(preferred) {
-    const wanted = [preferred, ...(root.navigator ? root.navigator.languages || [root.navigator.language] : [])];
-    for (const tag of wanted) {
-      const code = String(tag || "").slice(0, 2).toLowerCase();
-      if (STRINGS[code]) return code;
-    }
-    return "en";
-  }
-
-  function make(preferred) {
-    const lang = pick(preferred);
-    const table = STRINGS[lang];
-    const t = (key, vars) => {
-      let text = table[key] ?? STRINGS.en[key] ?? key;
-      for (const [name, value] of Object.entries(vars || {})) text = text.split(`{${name}}`).join(String(value));
-      return text;
-    };
-    const apply = (scope) => {
-      for (const el of (scope || root.document).querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-      if (root.document) root.document.documentElement.lang = lang;
-    };
-    return { lang, t, apply };
-  }
-
-  root.I18N = { STRINGS, make, pick };
+  root.I18N = { STRINGS };
 })(typeof window !== "undefined" ? window : globalThis);

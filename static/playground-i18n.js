@@ -1,5 +1,6 @@
-/* The signing playground's strings in English, Finnish and Swedish. Loaded after /static/i18n.js: it adds
- * "pg."-prefixed keys to window.I18N.STRINGS, so I18N.make(lang).t("pg.…") finds them. Technical SCS names
+/* The signing playground's strings in English, Finnish and Swedish. Evaluated after /static/i18n.js (playground.js
+ * imports ui.mjs, which imports i18n.js, before this file): it adds "pg."-prefixed keys to
+ * globalThis.I18N.STRINGS, so pageTranslator().t("pg.…") finds them. Technical SCS names
  * (signatureType, cms, nonrepudiation, …) stay untranslated on purpose: they are what integrators type. */
 (function (root) {
   "use strict";

@@ -26,6 +26,11 @@
  * Each fix is a string; text between backticks is a command or a value (render() shows it as <code>), and a
  * https:// address becomes a link. The texts exist in English, Finnish and Swedish (options.lang, else the
  * browser's language).
+ *
+ * This file also holds digisign-web's one translator, SCSTroubleshoot.translator(tables, preferred): the
+ * language choice (preferred, else the browser's languages, else English) and the lookup with English as
+ * fallback and {name} placeholders. It lives here because this library must work from a single <script src>;
+ * the server's own pages use the same function through static/ui.mjs (pageTranslator).
  */
 (function (root) {
   "use strict";
@@ -200,23 +205,34 @@
 
   const DEFAULT_BASE = "https://localhost:53952";
 
-  function language(preferred) {
+  /**
+   * The language to show: the first of `preferred` (a setting; may be empty) and the browser's languages whose
+   * first two letters name a table in `tables`; else "en".
+   */
+  function chooseLanguage(tables, preferred) {
     const nav = root.navigator || {};
     const wanted = [preferred].concat(nav.languages || [nav.language]);
     for (const tag of wanted) {
       const code = String(tag || "").slice(0, 2).toLowerCase();
-      if (TEXT[code]) return code;
+      if (tables[code]) return code;
     }
     return "en";
   }
 
-  function translator(lang) {
-    const table = TEXT[lang] || TEXT.en;
-    return (key, vars) => {
-      let text = table[key] !== undefined ? table[key] : TEXT.en[key] !== undefined ? TEXT.en[key] : key;
+  /**
+   * A translator over `tables` ({en: {key: text}, fi: {...}, ...}): {lang, t}. t(key, vars) is the text in
+   * `lang`, else in English, else the key itself, with every {name} replaced by String(vars.name).
+   */
+  function translator(tables, preferred) {
+    const lang = chooseLanguage(tables, preferred);
+    const table = tables[lang] || {};
+    const english = tables.en || {};
+    const t = (key, vars) => {
+      let text = table[key] !== undefined ? table[key] : english[key] !== undefined ? english[key] : key;
       for (const name of Object.keys(vars || {})) text = text.split("{" + name + "}").join(String(vars[name]));
       return text;
     };
+    return { lang: lang, t: t };
   }
 
   function isLoopbackHost(host) {
@@ -313,7 +329,7 @@
    */
   async function diagnose(error, options) {
     const opts = options || {};
-    const t = translator(language(opts.lang));
+    const t = translator(TEXT, opts.lang).t;
     const isScsError = error && (error.name === "SCSError" || (root.SCS && error instanceof root.SCS.SCSError));
     if (isScsError && error.response && typeof error.reasonCode === "number") {
       return Object.assign({ localNetworkAccess: null, reachable: null }, fromAnswer(error, t));
@@ -421,5 +437,5 @@
   }
 
   root.SCSTroubleshoot = Object.freeze({ diagnose: diagnose, render: render, appendRich: appendRich,
-    localNetworkAccessState: localNetworkAccessState, noCorsProbe: noCorsProbe, TEXT: TEXT });
+    localNetworkAccessState: localNetworkAccessState, noCorsProbe: noCorsProbe, translator: translator, TEXT: TEXT });
 })(typeof window !== "undefined" ? window : globalThis);
