@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from card import Token
-from card.virtual import VirtualCard
+from card.virtual import VirtualCard, pki
 from card.virtual.source import InProcessTransport
 
 
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One PKI for the whole run: key generation (RSA-3072 above all) is the slow part of making a card, so
-    each profile's keys are made once and every test's fresh VirtualCard reads them from here."""
+    """One PKI for the whole run: each profile's keys are made once, and every test's fresh VirtualCard reads
+    them from here."""
     return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _parsed_key_cache() -> Iterator[None]:
+    """Each VirtualCard reads its keys from the state directory, and parsing a PEM RSA key runs OpenSSL's full
+    key check (about 40 ms for RSA-3072): hundreds of cards per run spent a third of the unit lane there.
+    Keys are cached by the file's exact bytes, so a key file that a test rewrites is parsed afresh; key
+    objects are immutable, so sharing one between cards changes nothing a test can observe."""
+    parse = pki._load_key
+    cache: dict[bytes, pki.PrivateKey] = {}
+
+    def load(path: Path) -> pki.PrivateKey:
+        pem = path.read_bytes()
+        if pem not in cache:
+            cache[pem] = parse(path)
+        return cache[pem]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pki, "_load_key", load)
+        yield
 
 
 @pytest.fixture(params=["fineid-v4", "fineid-v3"])

@@ -441,6 +441,7 @@ def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.process  # a real `digisign-web` CLI process: exit codes, stdin PIN, output files
 def test_cli_sign_and_verify(state_dir: Path, tmp_path: Path) -> None:
     pdf, signed = tmp_path / "in.pdf", tmp_path / "out.pdf"
     pdf.write_bytes(blank_pdf())
@@ -468,6 +469,7 @@ def test_cli_sign_and_verify(state_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.xml").exists()
 
 
+@pytest.mark.process  # the verify CLI as a process
 def test_verify_cli_needs_detached_content(state_dir: Path, tmp_path: Path) -> None:
     card = VirtualCard("fineid-v4", state_dir)
     token = Token.open(InProcessTransport(card))

@@ -20,6 +20,7 @@ def installed_script() -> Path:
     return script
 
 
+@pytest.mark.process  # the installed console script, away from the source tree
 def test_installed_script_runs_outside_the_source_tree(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = subprocess.run(

@@ -208,6 +208,7 @@ def test_is_trusted_anywhere(home: Path, state: Path, monkeypatch: pytest.Monkey
     assert trust.is_trusted_anywhere(ca, home) is False
 
 
+@pytest.mark.process  # `digisign-web trust` as a process, with its own HOME
 def test_cli_round_trip(home: Path, state: Path) -> None:
     done = run_trust(home, "install", "--state-dir", str(state))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -227,6 +228,7 @@ def test_cli_round_trip(home: Path, state: Path) -> None:
     assert st.returncode == 1 and "not trusted" in st.stdout and " trusted" not in st.stdout.replace("not trusted", "")
 
 
+@pytest.mark.process
 def test_cli_status_of_regenerated_ca(home: Path, state: Path) -> None:
     assert run_trust(home, "install", "--state-dir", str(state)).returncode == 0
     regenerate(state)
@@ -235,6 +237,7 @@ def test_cli_status_of_regenerated_ca(home: Path, state: Path) -> None:
     assert {r["status"] for r in json.loads(st.stdout)["stores"]} == {"old digisign-web CA only"}
 
 
+@pytest.mark.process  # a PATH without certutil, for the process only
 def test_cli_without_certutil(home: Path, state: Path) -> None:
     done = run_trust(home, "install", "--state-dir", str(state), path=str(home / "empty-bin"))
     assert done.returncode == 2 and done.stdout == ""
