@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import getpass
 import hashlib
-import io
 import json
 import logging
 import os
@@ -358,6 +357,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
             digest = formats.message_digest(request)
             output = token.sign_digest(cert, hash_algorithm, digest, pin=pin, pss=True)
         elif args.type == "pades":
+            from digisign_web.signing.pdf import sign_pdf
+
             output = asyncio.run(sign_pdf(signer, content, hash_algorithm))
         else:
             output = asyncio.run(formats.sign(args.type, signer, request)).signature
@@ -379,31 +380,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def _check_pdf(content: bytes, path: Path) -> None:
     """``--type pades`` needs a PDF that pyHanko can read: say so before the PIN prompt, not after."""
-    from pyhanko.pdf_utils.misc import PdfError
-    from pyhanko.pdf_utils.reader import PdfFileReader
+    from digisign_web.signing.pdf import PdfError, signature_count
 
     try:
-        len(PdfFileReader(io.BytesIO(content)).embedded_signatures)  # what sign_pdf reads first
-    except (PdfError, ValueError, KeyError, TypeError) as exc:
+        signature_count(content)
+    except PdfError as exc:
         raise CliError(f"--in {path}: not a PDF that can be signed ({exc})") from None
-
-
-async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -> bytes:
-    """Sign a whole PDF (PAdES-B-B, /SubFilter ETSI.CAdES.detached) in an incremental update."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign import fields, signers
-
-    from digisign_web.signing.signers import CmsSigner
-
-    if hash_algorithm == "SHA1":
-        raise ValueError("SHA1 is not offered for PDF signatures")
-    count = len(PdfFileReader(io.BytesIO(pdf)).embedded_signatures)
-    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    meta = signers.PdfSignatureMetadata(field_name=f"Signature{count + 1}", md_algorithm=hash_algorithm.lower(),
-                                        subfilter=fields.SigSeedSubFilter.PADES)
-    out = await signers.PdfSigner(meta, signer=CmsSigner(signer)).async_sign_pdf(writer)  # type: ignore[arg-type]
-    return out.getvalue()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

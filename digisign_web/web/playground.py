@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import html
-import io
 import logging
 import secrets
 import time
@@ -29,6 +28,8 @@ from card import CardCertificate, CardError
 from card.crypto import HASH_NAMES, PDF_HASH_NAMES, ecdsa_raw_to_der, hash_by_name
 from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json
+from digisign_web.signing.pdf import PreparedPdf
+from digisign_web.signing.pdf import prepare as prepare_pdf
 from digisign_web.signing.validation import verify_bytes
 from digisign_web.web.keys import SETTINGS, STATE
 from digisign_web.web.limits import BodyTooLarge, read_limited
@@ -154,15 +155,13 @@ async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class _PdfJob:
-    prepared: Any
-    output: io.BytesIO
-    hash_algorithm: str
+    pdf: PreparedPdf
     created: float
 
 
 class PdfFlow:
     """What a relying party does around ``cms-pades``: prepare the PDF, hand out the ByteRange digest,
-    then embed the returned CMS. Kept in memory, few and short-lived."""
+    then embed the returned CMS (:mod:`digisign_web.signing.pdf`). Kept in memory, few and short-lived."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, _PdfJob] = {}
@@ -176,11 +175,6 @@ class PdfFlow:
             self._jobs.pop(next(iter(self._jobs)))
 
     async def prepare(self, request: web.Request) -> web.Response:
-        from asn1crypto import x509 as asn1_x509
-        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-        from pyhanko.pdf_utils.reader import PdfFileReader
-        from pyhanko.sign import fields, signers
-
         hash_name = request.query.get("hashAlgorithm", "SHA256").upper()
         if hash_name not in PDF_HASH_NAMES:
             raise web.HTTPBadRequest(text=f"hashAlgorithm: {', '.join(PDF_HASH_NAMES[:-1])} or {PDF_HASH_NAMES[-1]}")
@@ -188,23 +182,17 @@ class PdfFlow:
         if not pdf.startswith(b"%PDF"):
             raise web.HTTPBadRequest(text="that is not a PDF")
         leaf_b64 = request.query.get("cert")
-        leaf = asn1_x509.Certificate.load(_b64(leaf_b64, "cert")) if leaf_b64 else None
+        leaf = _b64(leaf_b64, "cert") if leaf_b64 else None
         try:
-            count = len(PdfFileReader(io.BytesIO(pdf)).embedded_signatures)
-            writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-            meta = signers.PdfSignatureMetadata(field_name=f"Signature{count + 1}", md_algorithm=hash_name.lower(),
-                                                subfilter=fields.SigSeedSubFilter.PADES)
-            placeholder = signers.ExternalSigner(signing_cert=leaf, cert_registry=None, signature_value=bytes(512))
-            pdf_signer = signers.PdfSigner(meta, signer=placeholder)
-            prepared, _tbs, output = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=24576)
+            prepared = await prepare_pdf(pdf, hash_name, leaf)
         except Exception as exc:
             log.info("playground: cannot prepare that PDF: %s", exc)
             raise web.HTTPBadRequest(text=f"cannot prepare that PDF: {exc}") from None
         self._expire()
         key = secrets.token_urlsafe(16)
-        self._jobs[key] = _PdfJob(prepared, output, hash_name, time.monotonic())
+        self._jobs[key] = _PdfJob(prepared, time.monotonic())
         return web.json_response({"job": key, "hashAlgorithm": hash_name,
-                                  "digest": base64.b64encode(prepared.document_digest).decode()})
+                                  "digest": base64.b64encode(prepared.digest).decode()})
 
     async def finish(self, request: web.Request) -> web.Response:
         data = await _json_object(request)
@@ -213,10 +201,10 @@ class PdfFlow:
             raise web.HTTPGone(text="that PDF job has expired; start again")
         cms = _b64(data.get("cms"), "cms")
         try:
-            job.prepared.fill_with_cms(job.output, cms)
+            signed = job.pdf.embed(cms)
         except Exception as exc:
             raise web.HTTPBadRequest(text=f"cannot embed that CMS: {exc}") from None
-        return web.Response(body=job.output.getvalue(), content_type="application/pdf",
+        return web.Response(body=signed, content_type="application/pdf",
                             headers={"Content-Disposition": 'attachment; filename="signed.pdf"'})
 
 
