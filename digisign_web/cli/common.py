@@ -1,0 +1,129 @@
+"""What every command shares: one-line errors, checked paths, argparse types and the card policy options.
+
+A bad path or file on the command line is a :class:`CliError`: ``main`` prints it as one line and exits 2,
+found before any card work or PIN prompt where it can be; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from pathlib import Path
+
+from card import CardPolicy
+from digisign_web.settings import Settings, card_policy
+
+
+class CliError(Exception):
+    """Something the user must fix (a bad path or file, no pcscd): ``main`` prints it as one line, exit 2."""
+
+
+def why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def read_input(path: Path, option: str = "") -> bytes:
+    """The bytes of a file named on the command line (``option`` names it in the error, e.g. ``--in``)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{option} {path}: {why(exc)}".lstrip()) from None
+
+
+def check_output(path: Path, what: str) -> None:
+    """Refuse an output file that cannot be written before any card work (or PIN) is spent on it."""
+    parent = path.parent
+    if path.is_dir():
+        raise CliError(f"{what} {path}: is a directory")
+    if not parent.exists():
+        raise CliError(f"{what} {path}: the directory {parent} does not exist")
+    if not parent.is_dir():
+        raise CliError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"{what} {path}: not writable")
+
+
+def state_dir(path: Path, write: bool = True) -> Path:
+    """``--state-dir``: created (0700) when missing if the command writes there; an CliError when it is
+    not a directory or cannot be written."""
+    if write:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:
+            pass  # a file in the way: reported just below
+        except OSError as exc:
+            raise CliError(f"--state-dir {path}: cannot create it: {why(exc)}") from None
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--state-dir {path}: not a directory")
+    if write and not os.access(path, os.W_OK | os.X_OK):
+        raise CliError(f"--state-dir {path}: not writable (the TLS keys and virtual card live there)")
+    return path
+
+
+def check_config(path: Path) -> None:
+    """``--config``: an existing, readable DigiSign.conf-style text file (a pipe is left to the reader)."""
+    from digisign_web.settings import MAX_FILE_BYTES
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CliError(f"--config {path}: {why(exc)}") from None
+    if stat.S_ISDIR(mode):
+        raise CliError(f"--config {path}: is a directory")
+    if not stat.S_ISREG(mode):
+        return
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"--config {path}: {why(exc)}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CliError(f"--config {path}: larger than {MAX_FILE_BYTES} bytes, not a settings file")
+    if b"\0" in data:
+        raise CliError(f"--config {path}: binary data, not a DigiSign.conf-style settings file (key=value lines)")
+
+
+def hex_atr(text: str) -> bytes:
+    """argparse type of ``--atr``: hex bytes, spaces and colons allowed."""
+    try:
+        atr = bytes.fromhex(text.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex bytes: {text!r}") from None
+    if not 2 <= len(atr) <= 33:
+        raise argparse.ArgumentTypeError(f"an ATR is 2 to 33 bytes, not {len(atr)}")
+    return atr
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {port}")
+    return port
+
+
+def default_state_dir() -> Path:
+    """``$XDG_CONFIG_HOME/digisign-web`` (``~/.config/digisign-web``): TLS material and the virtual card's PKI."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "digisign-web"
+
+
+def add_card_policy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exclude-reader", default="", metavar="PATTERNS",
+                        help="space-separated reader name wildcards to ignore, e.g. '*O2* *CCID*'")
+    parser.add_argument("--allow-unknown-cards", type=int, choices=(0, 1), default=1,
+                        help="read cards with an unknown ATR generically if they carry PKCS#15 (default 1)")
+    parser.add_argument("--valid-token-info-label", default="", metavar="PATTERNS",
+                        help="accept only tokens whose TokenInfo label matches one of these wildcards")
+
+
+def card_policy_of(args: argparse.Namespace) -> CardPolicy:
+    return card_policy(Settings(), exclude_reader=args.exclude_reader,
+                       allow_unknown_cards=bool(args.allow_unknown_cards),
+                       valid_token_info_label=args.valid_token_info_label)
+
+
