@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from card import Token
+from card import CardCertificate, Token
 from card.virtual import VirtualCard, pki
 from card.virtual.source import InProcessTransport
 
@@ -20,22 +20,31 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _parsed_key_cache() -> Iterator[None]:
-    """Each VirtualCard reads its keys from the state directory, and parsing a PEM RSA key runs OpenSSL's full
-    key check (about 40 ms for RSA-3072): hundreds of cards per run spent a third of the unit lane there.
-    Keys are cached by the file's exact bytes, so a key file that a test rewrites is parsed afresh; key
-    objects are immutable, so sharing one between cards changes nothing a test can observe."""
-    parse = pki._load_key
-    cache: dict[bytes, pki.PrivateKey] = {}
+def _parsed_pki_cache() -> Iterator[None]:
+    """Each VirtualCard reads its keys and certificates from the state directory, and parsing a PEM RSA key
+    runs OpenSSL's full key check (about 40 ms for RSA-3072): the unit lane's hundreds of cards spent a third
+    of its time there. Keys and certificates are cached by the file's exact bytes, so a file that a test
+    rewrites is parsed afresh; both are immutable values, so sharing one between cards changes nothing a
+    test can observe."""
+    load_key, load_cert = pki._load_key, pki._load_cert
+    keys: dict[bytes, pki.PrivateKey] = {}
+    certificates: dict[tuple[bytes, str], CardCertificate] = {}
 
-    def load(path: Path) -> pki.PrivateKey:
+    def cached_key(path: Path) -> pki.PrivateKey:
         pem = path.read_bytes()
-        if pem not in cache:
-            cache[pem] = parse(path)
-        return cache[pem]
+        if pem not in keys:
+            keys[pem] = load_key(path)
+        return keys[pem]
+
+    def cached_certificate(path: Path) -> CardCertificate:
+        entry = (path.read_bytes(), str(path))  # the path is the certificate's label
+        if entry not in certificates:
+            certificates[entry] = load_cert(path)
+        return certificates[entry]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pki, "_load_key", load)
+        patch.setattr(pki, "_load_key", cached_key)
+        patch.setattr(pki, "_load_cert", cached_certificate)
         yield
 
 
