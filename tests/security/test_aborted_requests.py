@@ -38,7 +38,7 @@ def _send_and_abort(server: WebServer, head: str, body: bytes) -> None:
     with socket.create_connection(("127.0.0.1", server.server.port)) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(head.encode() + body)
-        time.sleep(0.02)
+        time.sleep(0.02)  # the attack's shape: the client lingers 20 ms, then goes away unread
 
 
 def _read_answer(tls: ssl.SSLSocket) -> bytes:
@@ -97,7 +97,7 @@ def test_aborted_requests_do_not_keep_others_waiting(web_server: WebServer) -> N
     for i in range(24):  # 24 requests in 3 s, every one aborted by its client
         head, body = _websigner_post(web_server, {"content": content, "state": f"a{i}"})
         _send_and_abort(web_server, head, body)
-        time.sleep(max(0.0, started + (i + 1) * 0.125 - time.monotonic()))
+        time.sleep(max(0.0, started + (i + 1) * 0.125 - time.monotonic()))  # pacing: 8 per second
     burst = time.monotonic() - started
     assert burst < 3.5
 
@@ -117,7 +117,7 @@ def test_aborted_requests_do_not_keep_others_waiting(web_server: WebServer) -> N
         assert b"busy" in answer, answer.decode(errors="replace")[-1500:]
         busy_answers += 1
         assert busy_for < 30, "legitimate WebSigner requests stayed busy"
-        time.sleep(0.25)
+        time.sleep(0.25)  # pacing: the legitimate form is retried every 0.25 s, the resolution of busy_for
 
     # A legitimate SCS request from a third page: its dialog opens now, not after the attack's dialogs.
     waited = _time_to_dialog(web_server)
@@ -134,6 +134,8 @@ def test_aborted_uploads_release_their_memory(web_server: WebServer) -> None:
     # Warm up the same code path once (imports, TLS, the card read), then take the baseline.
     head, body = _websigner_post(web_server, {"state": "warm-up"}, b"x" * 1024)
     _send_and_abort(web_server, head, body)
+    # A settling window before the baseline, not a wait for an event: nothing observable says that the
+    # server has let go of a request whose client is gone.
     time.sleep(1)
     baseline = _rss_mib(pid)
     peak = baseline
@@ -146,7 +148,7 @@ def test_aborted_uploads_release_their_memory(web_server: WebServer) -> None:
     # The server may still be reading the last upload when the client has gone (a loaded CI machine took
     # over 2 s): wait, bounded, for the operations to leave, then hold the same bound as before.
     deadline = time.monotonic() + 20
-    time.sleep(2)
+    time.sleep(2)  # at least this long (as above, there is no event to wait for), then at most the deadline
     after = _rss_mib(pid)
     while after >= baseline + 100 and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 
 from tests.support.net import free_port
 from tests.support.servers import RunningServer
+from tests.support.wait import wait_until
 
 EVIL = "https://evil.example"
 ALLOWED = "https://eservice.example"
@@ -45,13 +45,11 @@ async def fetch(server: RunningServer, method: str, path: str, headers: dict[str
 
 
 def wait_for_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on port {port}")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout, f"something to listen on port {port}")
 
 
 @pytest.mark.parametrize("setting", ["default", "allowedOrigins=*", "HTTPSignerDisabled=1", "httpPorts"])

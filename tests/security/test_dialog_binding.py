@@ -165,8 +165,8 @@ def test_subresource_starts_no_websigner_operation(browser, web_server: WebServe
     page.goto(f"{attacker.origin}/attack")
     deadline = time.monotonic() + 10
     while not traffic.paths("/websigner") and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    page.wait_for_timeout(1000)
+        page.wait_for_timeout(100)  # a poll: Playwright delivers the request events while it waits
+    page.wait_for_load_state("networkidle")  # whatever the attack's request led to has happened by now
     assert traffic.paths("/websigner"), "the attack never reached the server"
     log = server_log(web_server)
     assert f"WebSigner request from {attacker.origin}" not in log  # nothing started
@@ -207,7 +207,7 @@ def test_form_into_a_tiny_popup_takes_no_dialog_and_no_card(browser, web_server:
     legit_request_is_served_now(browser, web_server)
 
     # The pop-up never claimed its dialog, never showed the request, and ended unseen.
-    popup.wait_for_timeout(max(0.0, 11.0 - (time.monotonic() - started)) * 1000)
+    popup.wait_for_timeout(max(0.0, 11.0 - (time.monotonic() - started)) * 1000)  # past the 10 s show deadline
     assert popup.is_hidden("#request")
     claims = [entry for entry in traffic.paths("/dialog/") if entry[1].endswith("/claim")]
     assert len(claims) == 1, claims  # the user's own dialog only
@@ -237,7 +237,7 @@ def test_a_known_dialog_address_is_not_bound_by_subresources(browser, web_server
     attacker.html = ATTACK_ON_A_KNOWN_URL.format(attr=html.escape(url), js=json.dumps(url))
     page = browser.new_page()
     page.goto(f"{attacker.origin}/attack")
-    page.wait_for_timeout(1500)
+    page.wait_for_load_state("networkidle")  # every subresource and fetch of the attack has been sent
     assert traffic.paths("/dialog/"), "the attack never reached the server"
     # The user's own tab still gets the dialog, sees the request and signs.
     user_signs(browser, web_server, launched, pending)

@@ -76,7 +76,8 @@ def test_framed_pages_and_cross_site_status_read(browser_factory, trusted_home, 
     assert "Signing playground" in page.title()
     page.goto(attacker)
     page.wait_for_function("document.getElementById('status').textContent !== 'pending'", timeout=15_000)
-    page.wait_for_timeout(1500)  # let every frame finish (or fail) loading
+    page.wait_for_load_state("load")  # the page's load event comes after every frame has loaded (or failed)
+    page.wait_for_load_state("networkidle")
     status = page.text_content("#status")
     assert status.startswith("BLOCKED"), status  # the script read nothing
     children = [frame for frame in page.frames if frame is not page.main_frame]

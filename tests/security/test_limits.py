@@ -36,6 +36,7 @@ import pytest
 from digisign_web.web.limits import BODY_IDLE_TIMEOUT, HEAD_TIMEOUT
 from digisign_web.web.playground import PDF_LIMIT
 from tests.support.servers import RunningServer
+from tests.support.wait import wait_until
 
 SLOW_CONNECTIONS = int(os.environ.get("DIGISIGN_SLOWLORIS_CONNECTIONS", "1100"))
 ATTACK_SECONDS = 32.0
@@ -151,12 +152,12 @@ async def _slowloris(server: RunningServer) -> dict:
                     writer.write(b"X-a: b\r\n")  # one more header line, never the blank line that ends the head
             missing = min(SLOW_CONNECTIONS - len(held), MAX_OPENS - stats["opened"])
             await asyncio.gather(*(open_one() for _ in range(missing)))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # pacing: the attacker looks once a second
         for writer in held:
             writer.transport.abort()
 
     async def measure() -> list:
-        await asyncio.sleep(4.0)  # the first 1100 connections are open and slow by now
+        await asyncio.sleep(4.0)  # pacing, the attack's shape: the first 1100 connections are open and slow by now
         process = await asyncio.create_subprocess_exec(sys.executable, "-c", MEASURE, str(server.port),
                                                        str(server.ca), str(VERSION_TRIES), "2.0",
                                                        stdout=subprocess.PIPE)
@@ -195,10 +196,8 @@ def test_slowloris_leaves_version_answering(desktop_server: RunningServer) -> No
     assert tap.size <= LOG_BOUND, tap.tail.decode(errors="replace")
     assert tap.suppressed  # the repeated lines were counted, not dropped silently
     # Afterwards the descriptors are back and the server answers at once.
-    deadline = time.monotonic() + HEAD_TIMEOUT + DROP_SLACK
-    while server_fds(server) > baseline_fds + 5 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert server_fds(server) <= baseline_fds + 5
+    wait_until(lambda: server_fds(server) <= baseline_fds + 5, HEAD_TIMEOUT + DROP_SLACK,
+               "the server's descriptors to come back", interval=0.5)
     assert "hashAlgorithms" in asyncio.run(server.version())
 
 

@@ -26,6 +26,7 @@ from digisign_web.scs.request import parse_request
 from digisign_web.scs.service import SigningService, build_service
 from digisign_web.settings import Settings
 from tests.support.servers import WebServer
+from tests.support.wait import async_wait_until
 
 SITE_A = "https://a.example"
 SITE_B = "https://b.example"
@@ -125,10 +126,8 @@ async def test_a_pin_verified_outside_this_server_is_not_reused(make_service) ->
     assert (await s.sign(SITE_A))[0]["status"] == "ok"
     s.reader.remove()
     s.reader.insert()
-    for _ in range(200):  # the server reads the reinserted card on a worker thread (its selects log out)
-        if s.service.state.summaries():
-            break
-        await asyncio.sleep(0.02)
+    # The server reads the reinserted card on a worker thread (its selects log out).
+    await async_wait_until(s.service.state.summaries, 10, "the server to read the reinserted card")
     s.card.pins[PIN1_REFERENCE].verified = True  # then another program verifies PIN1 on it
     answer, count = await s.sign(SITE_A)
     assert answer["status"] == "ok" and count == 1
