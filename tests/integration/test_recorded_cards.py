@@ -1,7 +1,7 @@
 """Recorded real FINEID cards replayed through the real pcscd as T=0 cards (vpcd), driven by the CLI
 and by `serve`, exactly as a user would: `digisign-web list`, `digisign-web sign` with both keys, and an
 SCS /sign. The recordings (tests/data/recordings, MIT) are Web eID's traces of real test cards; what
-they cannot prove is listed in tests/test_real_cards.py."""
+they cannot prove is listed in tests/unit/test_real_cards.py."""
 
 from __future__ import annotations
 
