@@ -1,4 +1,4 @@
-"""Whose PIN a card holds (D27): the origin for which each card connection's verified PINs were verified.
+"""Whose PIN a card holds (D27, D28): the origin for which each card connection's verified PINs were verified.
 
 A card keeps PIN1 verified after an operation, so a second request could sign without a PIN. That is allowed
 only for the origin that entered it, on the same card connection: any other origin, a reinserted or reopened

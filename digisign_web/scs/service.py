@@ -2,7 +2,7 @@
 
 For each request, in order: the switch-off and the cancel guard, a place in the queue (after the WebSigner
 page is shown, for a :class:`~digisign_web.dialog.protocol.TabDialog`), the card's certificates narrowed by
-the selector and the authentication-key rule, the dialog, the PIN session rule (D27), and the signature in
+the selector and the authentication-key rule, the dialog, the PIN session rule (D27, D28), and the signature in
 the requested format. Failures are :class:`~digisign_web.scs.errors.ScsFailure`, mapped in
 :func:`~digisign_web.scs.errors.scs_failure_for`; the HTTP layer turns them into answers.
 """
@@ -60,7 +60,7 @@ class SigningService:
         self.dialog = dialog
         self.queue = OperationQueue(settings.queue_limit)
         self.guard = CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
-        self.pins = PinSessions()  # whose PIN each card holds (D27)
+        self.pins = PinSessions()  # whose PIN each card holds (D27, D28)
 
     @property
     def version(self) -> str:
