@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +17,6 @@ from digisign_web.text import inert
 
 log = logging.getLogger(__name__)
 
-_WHITESPACE = re.compile(r"\s")
 ACCEPTED_VERSIONS = ("1.0", "1.0.1", "1.1", "1.2")
 HASH_LIST = ", ".join(HASH_NAMES)  # /version's hashAlgorithms
 
@@ -49,10 +46,17 @@ def _string(fields: Mapping[str, Any], name: str, default: str | None) -> str | 
 
 
 def decode_base64(text: str, name: str = "content") -> bytes:
-    """Standard base64; whitespace and line breaks (MIME style) are tolerated, nothing else is."""
-    compact = "".join(text.split()) if _WHITESPACE.search(text) else text  # no copy in the common case
+    """Standard base64; whitespace and line breaks (MIME style) are tolerated, nothing else is.
+
+    The strict decoder validates as it decodes, in one pass over the text; only text it refuses is
+    looked at again, with its whitespace removed (a copy that ordinary requests never pay for)."""
     try:
-        return base64.b64decode(compact, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
+    compact = "".join(text.split())
+    try:
+        return binascii.a2b_base64(compact, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ScsFailure(400, f"'{name}' is not valid base64 ({exc})") from None
 
