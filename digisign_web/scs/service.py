@@ -264,7 +264,7 @@ class SigningService:
             "version": self.version,
             "signatureAlgorithm": output.signature_algorithm,
             "signatureType": request.signature_type,
-            "signature": base64.b64encode(output.signature).decode(),
+            "signature": output.signature,  # raw bytes: the web layer encodes them once, as it writes
             "chain": chain,
             "status": "ok",
             "reasonCode": 200,

@@ -20,7 +20,7 @@ from digisign_web.web import playground, scs_routes, websigner
 from digisign_web.web.dialog import WebDialog
 from digisign_web.web.dialog import add_routes as add_dialog_routes
 from digisign_web.web.keys import DIALOG, MANAGER, SERVICE, SETTINGS, STATE
-from digisign_web.web.middleware import guard
+from digisign_web.web.middleware import guard, on_prepare
 from digisign_web.web.pages import add_static_routes, page, template
 
 
@@ -44,6 +44,7 @@ def build_app(settings: Settings, dialog: Dialog, source: ReaderSource | None = 
     if isinstance(dialog, WebDialog):
         add_dialog_routes(app, dialog)
     websigner.add_routes(app, service)
+    app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_cards)
     return app
 

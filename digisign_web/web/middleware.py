@@ -105,6 +105,18 @@ def _scs_cors(response: web.StreamResponse, request: web.Request, origin: str | 
             response.headers["Access-Control-Allow-Private-Network"] = "true"
 
 
+_CORS = web.RequestKey("cors", tuple)  # (origin, allowed) of an SCS request
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Last headers, set just before they are sent, so that answers a handler streams (prepared inside the
+    handler, e.g. a large signature) carry them too: CORS on the SCS paths, and the hardening defaults."""
+    cors = request.get(_CORS)
+    if cors is not None:
+        _scs_cors(response, request, *cors)
+    _harden(response)
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Host check for every path; CORS on the SCS endpoints only; every other route except the static
@@ -124,11 +136,11 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         elif request.path in SCS_PATHS:
             origin = request.headers.get("Origin")
             allowed = origin is not None and origin_allowed(origin, settings.allowed_origins)
+            request[_CORS] = (origin, allowed)  # applied as the answer is prepared (on_prepare)
             if request.method == "OPTIONS" and not allowed:
                 response = web.Response(status=403, text="origin not allowed (allowedOrigins)")
             else:
                 response = await handler(request)
-            _scs_cors(response, request, origin, allowed)
         elif request.path.startswith("/static/") or request.path in CROSS_ORIGIN_PATHS:
             response = await handler(request)
         elif cross_site(request) and not (_route(request) in NAVIGABLE and _top_level_get(request)):

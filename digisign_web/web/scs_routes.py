@@ -3,6 +3,8 @@ with HTTP 200 (D5)."""
 
 from __future__ import annotations
 
+import binascii
+import json
 import logging
 from typing import Any
 
@@ -21,8 +23,36 @@ from digisign_web.wildcards import origin_allowed
 log = logging.getLogger(__name__)
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _json(data: dict[str, Any]) -> web.Response:
-    return web.json_response(data, headers={"Cache-Control": "no-store"})
+    return web.json_response(data, headers=NO_STORE)
+
+
+async def _signed(request: web.Request, result: dict[str, Any]) -> web.StreamResponse:
+    """The success answer, written as bytes: the signature (raw bytes from the service, as large as the
+    document for attached types) is base64-encoded once, straight into the response, and never passes
+    through a JSON string of its own."""
+    keys = list(result)
+    at = keys.index("signature")
+
+    def members(names: list[str]) -> str:
+        return ", ".join(f"{json.dumps(name)}: {json.dumps(result[name])}" for name in names)
+
+    before, after = members(keys[:at]), members(keys[at + 1:])
+    head = ("{" + before + (", " if before else "") + '"signature": "').encode()
+    tail = ('"' + (", " + after if after else "") + "}").encode()
+    encoded = binascii.b2a_base64(result.pop("signature"), newline=False)
+    response = web.StreamResponse(headers={**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
+    response.content_length = len(head) + len(encoded) + len(tail)
+    await response.prepare(request)
+    await response.write(head)
+    await response.write(encoded)
+    del encoded
+    await response.write(tail)
+    await response.write_eof()
+    return response
 
 
 async def version(request: web.Request) -> web.Response:
@@ -73,8 +103,9 @@ async def sign(request: web.Request) -> web.Response:
                  scs_request.signature_type,
                  scs_request.content_type, scs_request.hash_algorithm, len(scs_request.content))
         result = await service.sign(scs_request, origin)
+        del scs_request  # the answer carries what it needs: the document is released before it is written
         log.info("sign request from %s: signed", inert_line(origin) or "(no origin)")
-        return _json(result)
+        return await _signed(request, result)
     except ScsFailure as exc:
         log.info("sign request from %s: failed %d: %s", inert_line(origin) or "(no origin)", exc.code,
                  inert_line(exc.text, 1000))  # header text (the origin) inert in the log, see text.py

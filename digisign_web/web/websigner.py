@@ -235,6 +235,8 @@ class WebSigner:
     # -- delivery --------------------------------------------------------------------------------
     def _deliver(self, origin: str, return_url: str, state: str | None, mode: str,
                  result: dict[str, Any]) -> web.Response:
+        if isinstance(result.get("signature"), bytes | bytearray):  # the service answers raw bytes
+            result = {**result, "signature": base64.b64encode(result["signature"]).decode("ascii")}
         fields: list[tuple[str, str]] = [(name, str(result[name])) for name in RESULT_FIELDS if name in result]
         fields += [("chain", c) for c in result.get("chain", [])]
         if state is not None:
