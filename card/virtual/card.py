@@ -34,6 +34,7 @@ from card.apdu import Command, encode_tlv, find_tlv, parse_tlv
 from card.crypto import ecdsa_der_to_raw, hash_by_name, hash_by_size, key_algorithm
 from card.pkcs15 import APP_DF, FID_AODF, FID_CDF, FID_DIR, FID_OD, FID_PRKDF, FID_TOKENINFO
 from card.profiles import FINEID_ORG, FINEID_V3, FINEID_V4, HASH_NIBBLE, CardProfile
+from card.virtual import VIRTUAL_PROFILES  # the names live in the light package module
 from card.virtual.cardside import CardSide
 from card.virtual.cardside import Raw as _Raw
 from card.virtual.cardside import Sw as _Sw
@@ -41,7 +42,6 @@ from card.virtual.pki import CardIdentity, PrivateKey, load_or_create
 
 log = logging.getLogger(__name__)
 
-VIRTUAL_PROFILES = ("fineid-v4", "fineid-v3", "fineid-v3.1", "fineid-v3-dual", "fineid-org")
 DEFAULT_PINS = {"pin1": "1234", "pin2": "123456", "puk": "12345678"}
 
 # Where FINEID cards keep their files (F8, F10, F11); the PKCS#15 file ids, unknown on real cards, are

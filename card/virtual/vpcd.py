@@ -13,12 +13,16 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from typing import TYPE_CHECKING
 
-from card.virtual.cardside import CardSide
+from card.virtual import VPCD_PORT
+
+if TYPE_CHECKING:
+    from card.virtual.cardside import CardSide
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 35963
+DEFAULT_PORT = VPCD_PORT
 _POLL = 0.2  # seconds between checks of the stop and presence flags
 
 

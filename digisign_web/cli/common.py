@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-from pathlib import Path
 
-from card import CardPolicy
-from digisign_web.settings import Settings, card_policy
+TYPE_CHECKING = False  # typing costs milliseconds that --help should not pay
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from card import CardPolicy
 
 
 class CliError(Exception):
@@ -106,10 +108,19 @@ def port_number(text: str) -> int:
     return port
 
 
-def default_state_dir() -> Path:
-    """``$XDG_CONFIG_HOME/digisign-web`` (``~/.config/digisign-web``): TLS material and the virtual card's PKI."""
+def path_arg(text: str) -> Path:
+    """argparse type of a path (pathlib is imported when a command runs, not for ``--help``)."""
+    from pathlib import Path
+
+    return Path(text)
+
+
+def default_state_dir_text() -> str:
+    """``$XDG_CONFIG_HOME/digisign-web`` (``~/.config/digisign-web``): TLS material and the virtual card's PKI.
+
+    Text, not a Path: argparse converts a text default with the option's type, when a command runs."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "digisign-web"
+    return os.path.join(base, "digisign-web")
 
 
 def add_card_policy(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +133,8 @@ def add_card_policy(parser: argparse.ArgumentParser) -> None:
 
 
 def card_policy_of(args: argparse.Namespace) -> CardPolicy:
+    from digisign_web.settings import Settings, card_policy
+
     return card_policy(Settings(), exclude_reader=args.exclude_reader,
                        allow_unknown_cards=bool(args.allow_unknown_cards),
                        valid_token_info_label=args.valid_token_info_label)

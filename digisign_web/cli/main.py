@@ -7,24 +7,25 @@ Commands live in :mod:`.cards` (``list``, ``virtual-card``), :mod:`.signing` (``
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
-from pathlib import Path
 
-from card.virtual import VIRTUAL_PROFILES, vpcd
-from digisign_web.cli.cards import cmd_list, cmd_virtual_card
+from card.virtual import VIRTUAL_PROFILES, VPCD_PORT
 from digisign_web.cli.common import (
     CliError,
     add_card_policy,
     check_config,
-    default_state_dir,
+    default_state_dir_text,
     hex_atr,
+    path_arg,
     port_number,
     state_dir,
     why,
 )
-from digisign_web.cli.signing import cmd_sign, cmd_verify
-from digisign_web.text import inert_line
+
+TYPE_CHECKING = False  # typing costs milliseconds that --help should not pay
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DESCRIPTION = """Commands: ``serve``, ``list``, ``sign``, ``verify``, ``virtual-card`` and ``trust``.
 
@@ -33,7 +34,21 @@ output directory that does not exist, a state directory that cannot be written) 
 exit code 2, found before any card work or PIN prompt where it can be; never a traceback.
 """
 
-log = logging.getLogger("digisign_web")
+
+
+def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A command imported when it runs: ``--help`` and a command's parsing load none of the others."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"digisign_web.cli.{module}"), name)(args)
+
+    return run
+
+
+cmd_list = _command("cards", "cmd_list")
+cmd_virtual_card = _command("cards", "cmd_virtual_card")
+cmd_sign = _command("signing", "cmd_sign")
+cmd_verify = _command("signing", "cmd_verify")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -61,6 +76,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors, like every other error of this command (usage is one --help away)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from digisign_web.text import inert_line
+
         self.exit(2, f"{self.prog}: error: {inert_line(message, limit=1000)} (see --help)\n")
 
 
@@ -70,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the local HTTPS signing server")
-    p.add_argument("--config", type=Path, help="DigiSign.conf-style settings file")
-    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--config", type=path_arg, help="DigiSign.conf-style settings file")
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--port", type=port_number, default=None,
                    help="first HTTPS port to try (default: httpsPorts, i.e. 53952, then 23124, then 8089)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
@@ -92,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="also report the APDUs this listing cost")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
                    help="list an in-process virtual card instead of PC/SC readers")
-    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
     add_card_policy(p)
     p.set_defaults(func=cmd_list)
@@ -101,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", required=True,
                    choices=("signature", "signature-plain", "cms", "pkcs7", "cms-pades", "xml", "pades"),
                    help="pades: a signed PDF (PAdES-B-B); cms-pades: the detached CMS over the file's digest")
-    p.add_argument("--in", dest="infile", type=Path, required=True)
-    p.add_argument("--out", dest="outfile", type=Path, required=True)
+    p.add_argument("--in", dest="infile", type=path_arg, required=True)
+    p.add_argument("--out", dest="outfile", type=path_arg, required=True)
     p.add_argument("--key", choices=("sign", "auth"), default="sign",
                    help="sign: the non-repudiation key (PIN2, default); auth: the authentication key (PIN1)")
     p.add_argument("--hash", default="SHA256", help="SHA1 (raw types only), SHA224, SHA256, SHA384, SHA512")
@@ -115,36 +132,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
     p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
-    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
     add_card_policy(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="verify a CMS, PDF or XMLDSig signature")
-    p.add_argument("file", type=Path)
-    p.add_argument("--detached", type=Path, help="the signed content, for a detached CMS")
-    p.add_argument("--trust", type=Path, action="append", help="PEM file of trusted root certificate(s)")
+    p.add_argument("file", type=path_arg)
+    p.add_argument("--detached", type=path_arg, help="the signed content, for a detached CMS")
+    p.add_argument("--trust", type=path_arg, action="append", help="PEM file of trusted root certificate(s)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("virtual-card", help="plug the virtual FINEID card into pcscd through vpcd")
     p.add_argument("--profile", choices=VIRTUAL_PROFILES, default="fineid-v4")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=port_number, default=vpcd.DEFAULT_PORT)
-    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--port", type=port_number, default=VPCD_PORT)
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--atr", type=hex_atr,
                    help="present this ATR instead of the profile's (tests unknown-card handling)")
     p.add_argument("--label", default="FINEID", help="TokenInfo label (default FINEID)")
     p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
     p.add_argument("--no-pkcs15", action="store_true",
                    help="leave out the PKCS#15 directory files, as recordings of real cards do")
-    p.add_argument("--replay", type=Path, metavar="RECORDING.json",
+    p.add_argument("--replay", type=path_arg, metavar="RECORDING.json",
                    help="instead of the virtual card, replay a recording of a real card "
                         "(e.g. tests/data/recordings/fineid-v4-2023.json)")
     p.set_defaults(func=cmd_virtual_card)
 
     p = sub.add_parser("trust", help="make browsers (and optionally the system) trust the local CA")
     p.add_argument("action", choices=("install", "uninstall", "status"))
-    p.add_argument("--state-dir", type=Path, default=default_state_dir())
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--system", action="store_true",
                    help="also the system store (update-ca-certificates; needs root)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -154,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging  # not before: --help and argument errors need none of it
+
+    log = logging.getLogger("digisign_web")
     level = logging.WARNING - 10 * args.verbose
     if args.command in ("serve", "virtual-card"):
         level = min(level, logging.INFO)
@@ -171,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{where}{why(exc)}"
         else:
             message = str(exc)
+        from digisign_web.text import inert_line
+
         print(f"error: {inert_line(message, limit=1000)}", file=sys.stderr)
         return 2
 
