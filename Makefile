@@ -3,13 +3,15 @@
 #   make test   - the full test run (scripts/test.sh; extra pytest args: make test ARGS='-k foo')
 #   make unit   - the Python-only lane: tests/unit without pcscd, Chromium or a server subprocess (< 60 s)
 #   make lint   - ruff check
+#   make bench  - the benchmark, not a test: ratios against floors measured in the same run, written to
+#                 docs/benchmarks.md (make bench ARGS=--quick: fewer requests and an 8 MiB size limit)
 #   make clean  - remove .venv, build output and caches
 
 VENV       := .venv
 LINT_PATHS := $(wildcard card digisign_web tests bench)
 ARGS       ?=
 
-.PHONY: demo test unit lint clean
+.PHONY: demo test unit lint bench clean
 
 # Needs no pcscd and no apt packages beyond what pyscard's build needs
 # (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
@@ -28,6 +30,12 @@ unit:
 lint:
 	@test -x $(VENV)/bin/ruff || bash scripts/venv.sh '.[test]'
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+# pcscd (scripts/pcscd.sh start, which reuses a running one), vpcd and OpenSC serve the cold `list` row only;
+# without them that row says why it was skipped. Installs nothing beyond .venv.
+bench:
+	@test -x $(VENV)/bin/python || bash scripts/venv.sh .
+	BENCH_VIA_MAKE=1 $(VENV)/bin/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis .pcscd.log
