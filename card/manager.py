@@ -123,6 +123,20 @@ class CardManager:
             self._tokens[reader] = token
             return token
 
+    def cached_tokens(self) -> list[Token] | None:
+        """The usable tokens from memory, without any card I/O, or None when a present card has not been
+        opened and read yet (or failed to be): then :meth:`tokens` must do the work."""
+        with self._lock:
+            out = []
+            for reader, atr in self.readers().items():
+                if atr is None:
+                    continue
+                token = self._tokens.get(reader)
+                if token is None or token.removed or not token.loaded:
+                    return None
+                out.append(token)
+            return out
+
     def tokens(self) -> list[Token]:
         """Every usable token now present; unusable cards are skipped and their reason kept."""
         out = []

@@ -330,6 +330,11 @@ class Token:
             return [c.key for c in self.certificates() if c.key is not None]
         return self._directory("private_keys", pkcs15.parse_prkdf)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the certificates (and so keys and PINs) are read: listing them needs no card I/O."""
+        return self._certs is not None
+
     def certificates(self) -> list[Certificate]:
         """Every certificate on the card: keyed leaves first (authentication, signature), then CAs."""
         if self._certs is None:

@@ -16,6 +16,8 @@ class AutoDialog(Dialog):
     approving real signatures without a human is exactly what the dialog exists to prevent.
     """
 
+    shows_pin_status = False  # nobody looks at the counters
+
     def __init__(self, pin1: str = "1234", pin2: str = "123456", cancel: bool = False,
                  allow_real_cards: bool = False):
         self.pins = {"authentication": pin1, "signature": pin2}

@@ -115,6 +115,10 @@ class Dialog(Protocol):
     at the end); :meth:`ask` it must implement.
     """
 
+    # Whether the dialog shows PIN counters: when it does not, the service never reads them from the card
+    # just to fill in a question (a read costs APDUs); what it already knows is passed on either way.
+    shows_pin_status: bool = True
+
     async def ask(self, request: DialogRequest) -> DialogAnswer:
         """The user's choice and PIN, or :meth:`DialogAnswer.cancel`. Raises :class:`DialogRefused` when
         this dialog will not serve the request, TimeoutError when it could not be shown in time."""

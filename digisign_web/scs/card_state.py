@@ -81,6 +81,15 @@ class CardState:
         with self._lock:
             return list(self._summaries.values())
 
+    def known_pin(self, reader: str, pin_label: str) -> tuple[int | None, bool] | None:
+        """(tries left, blocked) of a PIN as last learned (at insertion, or from the last VERIFY), else None."""
+        with self._lock:
+            summary = self._summaries.get(reader)
+            for entry in summary.certificates if summary else []:
+                if entry.get("pin") == pin_label and "triesLeft" in entry:
+                    return entry["triesLeft"], bool(entry.get("blocked"))
+        return None
+
     def note_pin(self, reader: str, pin_label: str, tries_left: int | None, blocked: bool) -> None:
         """Record what a signing attempt taught us about a PIN counter, so status pages stay current
         without spending APDUs on re-reading it."""

@@ -37,11 +37,17 @@ from digisign_web.scs.request import ScsRequest
 from digisign_web.scs.selector import select
 from digisign_web.settings import Settings, card_policy
 from digisign_web.signing import formats
-from digisign_web.signing.signers import CardSigner
 
 log = logging.getLogger(__name__)
 
 _Answer = TypeVar("_Answer", DialogAnswer, DialogAnswer | None)
+
+
+HASH_IN_THREAD = 1 << 20  # bytes of content from which hashing leaves the event loop
+
+
+class _NeedsCard(Exception):
+    """Preparing from memory would have to read the card: do it in the worker thread instead."""
 
 
 @dataclass
@@ -106,9 +112,9 @@ class SigningService:
 
         return await asyncio.to_thread(run)
 
-    def _candidates(self) -> list[_Candidate]:
+    def _candidates(self, tokens: list[Token] | None = None) -> list[_Candidate]:
         out = []
-        for token in self.manager.tokens():
+        for token in self.manager.tokens() if tokens is None else tokens:
             for cert in token.certificates():
                 if cert.key is not None and cert.role in ("authentication", "signature"):
                     out.append(_Candidate(token, cert))
@@ -120,13 +126,29 @@ class SigningService:
         return (not self.settings.pin_always and not self.settings.drop_authentication
                 and self.pins.reusable(token, cert, origin))
 
-    def _choices(self, candidates: list[_Candidate], origin: str | None) -> list[Choice]:
+    def _pin_counters(self, token: Token, cert: Certificate, may_read: bool) -> tuple[int | None, bool]:
+        """A PIN's counters for the dialog: what is already known (read at insertion, kept current from each
+        VERIFY answer), else read from the card, but only when the dialog will show them."""
+        if cert.pin is None:
+            return None, False
+        known = self.state.known_pin(token.reader, cert.pin.label)
+        if known is not None:
+            return known
+        if not self.dialog.shows_pin_status:
+            return None, False
+        if not may_read:
+            raise _NeedsCard
+        status = token.pin_status(cert.pin)
+        self.state.note_pin(token.reader, cert.pin.label, status.tries_left, status.blocked)
+        return status.tries_left, status.blocked
+
+    def _choices(self, candidates: list[_Candidate], origin: str | None, may_read: bool) -> list[Choice]:
         choices = []
         now = dt.datetime.now(dt.UTC)
         warn = dt.timedelta(days=self.settings.cert_expiration_warning_days)
         for c in candidates:
             cert, token = c.cert, c.token
-            status = token.pin_status(cert.pin) if cert.pin else None
+            tries_left, blocked = self._pin_counters(token, cert, may_read)
             needs_pin = not self._reuses_pin(token, cert, origin)
             not_after = cert.certificate.not_after
             choices.append(Choice(
@@ -134,7 +156,7 @@ class SigningService:
                 key=cert.key_description,
                 not_after=not_after.date().isoformat(), expiring_soon=not_after - now < warn,
                 pin_label=cert.pin.label if cert.pin else "PIN",
-                tries_left=status.tries_left if status else None, blocked=bool(status and status.blocked),
+                tries_left=tries_left, blocked=blocked,
                 needs_pin=needs_pin, reader=token.reader, virtual=token.token_info.manufacturer == VIRTUAL_MANUFACTURER,
                 key_usage=tuple(cert.key_usage),
                 pin_min=cert.pin.min_length if cert.pin else 4, pin_max=cert.pin.max_length if cert.pin else 12,
@@ -142,9 +164,12 @@ class SigningService:
             ))
         return choices
 
-    def _prepare(self, request: ScsRequest, origin: str | None) -> tuple[list[_Candidate], list[Choice], bool]:
-        """Candidates, selector, the authentication-key rule and the dialog's choices (blocking card reads)."""
-        candidates = self._candidates()
+    def _prepare(self, request: ScsRequest, origin: str | None, tokens: list[Token] | None = None
+                 ) -> tuple[list[_Candidate], list[Choice], bool]:
+        """Candidates, selector, the authentication-key rule and the dialog's choices. With ``tokens`` (read
+        already) it runs from memory, on the event loop, and raises :class:`_NeedsCard` where it would read
+        the card; without, it may read the card (a worker thread)."""
+        candidates = self._candidates(tokens)
         if not candidates:
             problems = "; ".join(f"{r}: {p}" for r, p in self.manager.problems().items())
             raise ScsFailure(404, "no card with a usable certificate is present"
@@ -164,7 +189,7 @@ class SigningService:
             allowed.append(candidate)
         if not allowed:
             raise ScsFailure(403, f"the authentication key may not sign this content: {refusal}")
-        return allowed, self._choices(allowed, origin), selection.relaxed_algorithm
+        return allowed, self._choices(allowed, origin, may_read=tokens is None), selection.relaxed_algorithm
 
     def _prepare_with_retry(self, request: ScsRequest, origin: str | None) -> tuple[list[_Candidate], list[Choice],
                                                                                   bool]:
@@ -179,16 +204,14 @@ class SigningService:
 
     async def _sign_locked(self, request: ScsRequest, origin: str | None,
                            present: Callable[[str], None] | None = None, after: str | None = None) -> dict[str, Any]:
-        try:
-            allowed, choices, relaxed = await self._card(self._prepare_with_retry, request, origin)
-        except CardError as exc:
-            raise scs_failure_for(exc, reading=True) from None
-        digest = formats.message_digest(request.sign_request)
+        allowed, choices, relaxed = await self._candidates_and_choices(request, origin)
+        sign_request = await self._hashed(request.sign_request)
         dialog_request = DialogRequest(origin, request.info, request.signature_type, request.content_type,
-                                       request.hash_algorithm, len(request.content), digest.hex(),
+                                       request.hash_algorithm, len(request.content),
+                                       formats.message_digest(sign_request).hex(),
                                        tuple(choices), relaxed, present, after)
         try:
-            result = await self._converse(request, origin, dialog_request, allowed, choices)
+            result = await self._converse(request, sign_request, origin, dialog_request, allowed, choices)
         except ScsFailure as exc:
             if isinstance(exc, TimedOut):
                 self.guard.record_cancel(origin or "")
@@ -202,14 +225,38 @@ class SigningService:
         self.guard.record_success(origin or "")
         return result
 
+    async def _candidates_and_choices(self, request: ScsRequest, origin: str | None
+                                      ) -> tuple[list[_Candidate], list[Choice], bool]:
+        """From memory on the event loop when every present card has been read and what the dialog shows is
+        known (the warm case: no thread, no APDU); else in one worker-thread hop that may read the card."""
+        tokens = self.manager.cached_tokens()
+        if tokens is not None:
+            try:
+                return self._prepare(request, origin, tokens)
+            except _NeedsCard:
+                pass
+        try:
+            return await self._card(self._prepare_with_retry, request, origin)
+        except CardError as exc:
+            raise scs_failure_for(exc, reading=True) from None
+
+    @staticmethod
+    async def _hashed(sign_request: formats.SignRequest) -> formats.SignRequest:
+        """The request with its content hashed, once (the dialog shows the digest, the format reuses it). A
+        large document is hashed in a worker thread (hashlib releases the GIL), so the loop keeps serving."""
+        if len(sign_request.content) < HASH_IN_THREAD:
+            return sign_request.hashed()
+        return await asyncio.to_thread(sign_request.hashed)
+
     async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
         try:
             return await asyncio.wait_for(question, self.settings.dialog_timeout)
         except (TimeoutError, DialogRefused) as exc:  # TimeoutError includes the web dialog's DialogNotShown
             raise scs_failure_for(exc) from None
 
-    async def _converse(self, request: ScsRequest, origin: str | None, dialog_request: DialogRequest,
-                        allowed: list[_Candidate], choices: list[Choice]) -> dict[str, Any]:
+    async def _converse(self, request: ScsRequest, sign_request: formats.SignRequest, origin: str | None,
+                        dialog_request: DialogRequest, allowed: list[_Candidate], choices: list[Choice]
+                        ) -> dict[str, Any]:
         """Ask, sign, and, where the dialog can (the web dialog), let the user correct a wrong PIN.
         Each new PIN comes from the user: a wrong PIN is never retried by us."""
         answer = await self._ask(self.dialog.ask(dialog_request))
@@ -224,7 +271,7 @@ class SigningService:
                 raise ScsFailure(401, "no PIN was entered")
             pin_label = chosen.cert.pin.label if chosen.cert.pin else ""
             try:
-                result = await self._do_sign(request, chosen, answer, origin)
+                result = await self._do_sign(request, sign_request, chosen, answer, origin)
             except WrongPin as exc:
                 self.state.note_pin(chosen.token.reader, pin_label, exc.tries_left, exc.tries_left == 0)
                 if not exc.tries_left:
@@ -241,31 +288,37 @@ class SigningService:
                 self.state.note_pin(chosen.token.reader, pin_label, chosen.token.profile.max_tries, False)
             return result
 
-    async def _do_sign(self, request: ScsRequest, chosen: _Candidate, answer: DialogAnswer,
-                       origin: str | None) -> dict[str, Any]:
+    async def _do_sign(self, request: ScsRequest, sign_request: formats.SignRequest, chosen: _Candidate,
+                       answer: DialogAnswer, origin: str | None) -> dict[str, Any]:
+        """The format is prepared and finished on the event loop; the card sees one worker-thread hop with
+        exactly the PIN check and the signature (VERIFY, MSE, PSO:HASH, PSO:CDS when warm)."""
+        token, cert = chosen.token, chosen.cert
+        chain = token.chain(cert)
+        try:
+            pending = formats.prepare(request.signature_type, sign_request, chain, cert.key_algorithm)
+        except formats.FormatError as exc:
+            raise scs_failure_for(exc) from None
         pin_always, drop = self.settings.pin_always, self.settings.drop_authentication
 
-        def work() -> formats.SignOutput:
-            token = chosen.token
+        def on_card() -> bytes:
             self.pins.take(token, origin, log_out=pin_always)
             try:
-                signer = CardSigner(token, chosen.cert, answer.pin)
-                return asyncio.run(formats.sign(request.signature_type, signer, request.sign_request))
+                return token.sign_digest(cert, pending.hash_algorithm, pending.digest, pin=answer.pin)
             finally:
                 if drop:
                     self.pins.drop(token)
 
         try:
-            output = await self._card(work)
-        except (CardError, formats.FormatError) as exc:
+            raw = await self._card(on_card)
+        except CardError as exc:
             raise scs_failure_for(exc) from None
-        chain = [base64.b64encode(c.der).decode() for c in chosen.token.chain(chosen.cert)]
+        output = pending.finish(raw)
         return {
             "version": self.version,
             "signatureAlgorithm": output.signature_algorithm,
             "signatureType": request.signature_type,
             "signature": output.signature,  # raw bytes: the web layer encodes them once, as it writes
-            "chain": chain,
+            "chain": [base64.b64encode(c.der).decode() for c in chain],
             "status": "ok",
             "reasonCode": 200,
             "reasonText": "Signature generated",

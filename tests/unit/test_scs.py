@@ -159,10 +159,15 @@ async def test_cancel_wrong_pin_and_blocked_pin(make_server) -> None:
         assert server.card.stats.by_command["VERIFY"] == 1  # one try per request: never retried
     assert server.dialog.requests[-1].choices[0].tries_left == 4  # the dialog showed the count
 
-    server.card.pins[0x82].tries_left = 0
+    server.card.pins[0x82].tries_left = 0  # blocked behind our back (say, by another program)
     answer = await server.sign({"content": b64(b"x")})
     assert answer["reasonCode"] == 401 and "blocked" in answer["reasonText"] and "PUK" in answer["reasonText"]
-    assert server.dialog.requests[-1].choices[0].blocked
+    assert not server.dialog.requests[-1].choices[0].blocked  # the dialog showed what was known then ...
+    server.card.stats.reset()
+    answer = await server.sign({"content": b64(b"x")})
+    assert answer["reasonCode"] == 401 and "blocked" in answer["reasonText"]
+    assert server.dialog.requests[-1].choices[0].blocked  # ... and the next one what that VERIFY answered
+    assert server.card.stats.apdus == 0  # a blocked PIN is known: the card is not asked again
 
 
 async def test_dialog_timeout(make_server) -> None:
@@ -513,3 +518,28 @@ async def test_card_forgot_the_pin_is_401(make_server) -> None:
     server.dialog.answer = reset_then_answer
     answer = await server.sign(auth)
     assert answer["reasonCode"] == 401 and "PIN again" in answer["reasonText"]
+
+
+@pytest.mark.parametrize("profile", ["fineid-v4", "fineid-v3.1", "fineid-org"])
+@pytest.mark.parametrize("signature_type", ["signature", "cms", "xml"])
+async def test_a_warm_signature_costs_exactly_the_pin_check_and_the_signature(make_server, profile: str,
+                                                                              signature_type: str) -> None:
+    """Issue 12: VERIFY + MSE + PSO:HASH + PSO:CDS (plus GET RESPONSE where a T=0 answer is longer than one
+    block), counted by the card itself; no PIN status re-read, no logout, nothing else."""
+    server = await make_server(profile)
+    body = {"content": b64(b"warm" * 256), "signatureType": signature_type,
+            "selector": {"keyusages": ["nonrepudiation"]}}
+    assert (await server.sign(body))["status"] == "ok"  # cold: the card is read once
+    for _ in range(2):
+        server.card.stats.reset()
+        answer = await server.sign(body)
+        assert answer["status"] == "ok", answer
+        commands = dict(server.card.stats.by_command)  # the card side names instructions by INS
+        responses = commands.pop("GET RESPONSE", 0)
+        assert commands.pop("VERIFY") == 1 and commands.pop("MSE") == 1
+        if profile == "fineid-org":  # the QES key is local to DF.ESIGN, selected first; PSO:CDS takes the digest
+            assert commands.pop("SELECT") == 1 and commands.pop("PSO") == 1
+        else:  # PSO:HASH + PSO:CDS
+            assert commands.pop("PSO") == 2
+        assert commands == {}, commands
+        assert responses <= 1
