@@ -72,15 +72,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
             raise ValueError("--rsa-pss makes a raw RSA signature: use it with --type signature and an RSA key")
         pin = _read_pin(args, token, cert)
         signer = CardSigner(token, cert, pin)
-        if args.rsa_pss:
-            digest = formats.message_digest(request)
-            output = token.sign_digest(cert, hash_algorithm, digest, pin=pin, pss=True)
-        elif args.type == "pades":
+        if args.type == "pades":
             from digisign_web.signing.pdf import sign_pdf
 
             output = asyncio.run(sign_pdf(signer, content, hash_algorithm))
         else:
-            output = asyncio.run(formats.sign(args.type, signer, request)).signature
+            output = formats.sign(args.type, signer, request, pss=args.rsa_pss).signature
     except WrongPinError as exc:
         print(f"error: wrong PIN ({exc.tries_left} tries left); nothing was signed", file=sys.stderr)
         return 3

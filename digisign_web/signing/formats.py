@@ -1,4 +1,4 @@
-"""The SCS signature types, one function each, over a :class:`~digisign_web.signing.signers.DigestSigner`.
+"""The SCS signature types, in two phases around the one card operation.
 
 What each type contains is the contract of decisions D17–D21 (docs/decisions.md):
 
@@ -9,30 +9,33 @@ What each type contains is the contract of decisions D17–D21 (docs/decisions.m
 * ``cms-pades``: detached PAdES-B-B CMS over a given digest: no signing-time (the PDF's /M has it);
 * ``xml`` (``xmldsig``): enveloping XMLDSig with one Reference to ``ds:Object``.
 
-Adding a type means adding one function and one entry in :data:`SIGNATURE_TYPES`.
+:func:`prepare` does all the formatting that can happen before the card (validation, the CMS signed
+attributes, the XMLDSig SignedInfo) and returns a :class:`Pending` whose ``digest`` is what the key signs;
+the caller makes the one card operation (``Token.sign_digest``: VERIFY, MSE, PSO:HASH, PSO:CDS) and hands
+its answer to :meth:`Pending.finish`. So the formatting runs wherever the caller likes (the service's event
+loop) and only the card work needs a worker thread. :func:`sign` is both phases around a
+:class:`~digisign_web.signing.signers.DigestSigner`, for the CLI and software keys.
+
+Adding a type means adding one prepare function and one entry in :data:`SIGNATURE_TYPES`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric import utils
 from lxml import etree
-from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
 from signxml.algorithms import SignatureConstructionMethod
 
-from card.crypto import HASH_NAMES, hash_by_name
-from digisign_web.signing.signers import (
-    CmsSigner,
-    DigestSigner,
-    key_algorithm,
-    private_key_for,
-    sign_digest_der,
-)
+from card import CardCertificate
+from card.crypto import HASH_NAMES, ecdsa_raw_to_der, hash_by_name
+from digisign_web.signing import cms
+from digisign_web.signing.signers import DigestSigner, key_algorithm
 
 XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
 CONTENT_TYPES = ("data", "digest")
@@ -52,6 +55,15 @@ class SignRequest:
     content: bytes
     content_type: str = "data"
     hash_algorithm: str = "SHA256"
+    # The hash of ``content`` (``data`` only) when the caller has it already: a large document is hashed
+    # once per request, not again here (see :meth:`hashed`).
+    digest: bytes | None = field(default=None, repr=False)
+
+    def hashed(self) -> SignRequest:
+        """This request with :attr:`digest` filled in (the content is shared, not copied)."""
+        if self.digest is not None or self.content_type != "data":
+            return self
+        return dataclasses.replace(self, digest=message_digest(self))
 
 
 @dataclass(frozen=True)
@@ -60,20 +72,51 @@ class SignOutput:
     signature_algorithm: str  # Java-style name: SHA256withRSA, SHA384withECDSA, SHA256withPLAIN-ECDSA
 
 
-def java_algorithm_name(signer: DigestSigner, hash_algorithm: str, plain: bool = False) -> str:
-    if key_algorithm(signer) == "RSA":
-        return f"{hash_algorithm}withRSA"
+@dataclass(frozen=True)
+class Pending:
+    """A signature prepared up to the card operation.
+
+    The card signs ``digest`` (a ``hash_algorithm`` digest) with ``Token.sign_digest(cert, hash_algorithm,
+    digest, pin=..., pss=pss)``: for RSA the card side builds the DigestInfo. :meth:`finish` takes exactly
+    what that returns (RSA signature bytes, ECDSA raw r||s) and makes the output of the type.
+    """
+
+    signature_type: str
+    hash_algorithm: str
+    digest: bytes
+    key_algorithm: str  # RSA or EC
+    pss: bool
+    _finish: Callable[[bytes], SignOutput] = field(repr=False)
+
+    def finish(self, raw_signature: bytes) -> SignOutput:
+        """The finished signature of the type; no card work, no hashing of the content."""
+        return self._finish(raw_signature)
+
+
+def java_algorithm_name(signer: DigestSigner | str, hash_algorithm: str, plain: bool = False,
+                        pss: bool = False) -> str:
+    """``SHA256withRSA``, ``SHA384withECDSA``, ``SHA256withPLAIN-ECDSA``, ``SHA256withRSAandMGF1`` (PSS);
+    ``signer`` is a signer or its key algorithm (``RSA``/``EC``)."""
+    algorithm = signer if isinstance(signer, str) else key_algorithm(signer)
+    if algorithm == "RSA":
+        return f"{hash_algorithm}withRSA{'andMGF1' if pss else ''}"
     return f"{hash_algorithm}with{'PLAIN-' if plain else ''}ECDSA"
 
 
 def message_digest(request: SignRequest) -> bytes:
-    """The digest to sign: hash of the content for ``data``, the content itself for ``digest``."""
+    """The digest to sign: the hash of the content for ``data`` (:attr:`SignRequest.digest` when the caller
+    gave it), the content itself for ``digest``."""
     algorithm = hash_by_name(request.hash_algorithm)
     if request.content_type == "digest":
         if len(request.content) != algorithm.size:
             raise FormatError(400, f"a {request.hash_algorithm} digest has {algorithm.size} bytes; "
                                    f"the content has {len(request.content)}")
         return request.content
+    if request.digest is not None:
+        if len(request.digest) != algorithm.size:
+            raise ValueError(f"a {request.hash_algorithm} digest has {algorithm.size} bytes, "
+                             f"not {len(request.digest)}")
+        return request.digest
     return algorithm.digest(request.content)
 
 
@@ -83,49 +126,68 @@ def _no_sha1(request: SignRequest, what: str) -> None:
                                "(use SHA256 or stronger)")
 
 
+def _to_der(key: str) -> Callable[[bytes], bytes]:
+    """The card's answer in CMS/Java convention: RSA bytes as they are, ECDSA r||s as DER Ecdsa-Sig-Value."""
+    return ecdsa_raw_to_der if key == "EC" else bytes
+
+
 # --- the types -------------------------------------------------------------------------------
 
-
-async def sign_raw(signer: DigestSigner, request: SignRequest) -> SignOutput:
-    digest = message_digest(request)
-    return SignOutput(sign_digest_der(signer, request.hash_algorithm, digest),
-                      java_algorithm_name(signer, request.hash_algorithm))
+PrepareFunction = Callable[[str, SignRequest, Sequence[CardCertificate], str, bool], Pending]
 
 
-async def sign_raw_plain(signer: DigestSigner, request: SignRequest) -> SignOutput:
-    digest = message_digest(request)
-    return SignOutput(signer.sign_digest(request.hash_algorithm, digest),
-                      java_algorithm_name(signer, request.hash_algorithm, plain=True))
+def _pending(signature_type: str, request: SignRequest, key: str, digest: bytes, finish: Callable[[bytes], bytes],
+             name: str, pss: bool = False) -> Pending:
+    return Pending(signature_type, request.hash_algorithm, digest, key, pss,
+                   lambda raw: SignOutput(finish(raw), name))
 
 
-def _now() -> PdfCMSSignedAttributes:
-    return PdfCMSSignedAttributes(signing_time=dt.datetime.now(dt.UTC).replace(microsecond=0))
+def prepare_raw(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                pss: bool) -> Pending:
+    """``signature``: the message digest; ECDSA as DER. RSA-PSS (only the CLI asks) is the card's PSS."""
+    name = java_algorithm_name(key, request.hash_algorithm, pss=pss)
+    return _pending(signature_type, request, key, message_digest(request), _to_der(key), name, pss)
 
 
-async def sign_cms(signer: DigestSigner, request: SignRequest) -> SignOutput:
+def prepare_raw_plain(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                      pss: bool) -> Pending:
+    """``signature-plain``: the card's answer as it is (ECDSA r||s)."""
+    name = java_algorithm_name(key, request.hash_algorithm, plain=True, pss=pss)
+    return _pending(signature_type, request, key, message_digest(request), bytes, name, pss)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _prepare_cms(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                 signing_time: dt.datetime | None) -> Pending:
+    template = cms.template(chain, request.hash_algorithm, key, signing_time=signing_time is not None)
+    attributes = template.signed_attributes(message_digest(request), signing_time)
+    content = request.content if request.content_type == "data" else None  # attached only for data
+    to_der = _to_der(key)
+
+    def finish(raw: bytes) -> bytes:
+        return template.signed_data(attributes, to_der(raw), content)
+
+    return _pending(signature_type, request, key, hash_by_name(request.hash_algorithm).digest(attributes), finish,
+                    java_algorithm_name(key, request.hash_algorithm))
+
+
+def prepare_cms(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                pss: bool) -> Pending:
     """CAdES-B-B: attached for data, detached over the given digest."""
     _no_sha1(request, "CMS")
-    md = request.hash_algorithm.lower()
-    cms_signer = CmsSigner(signer)
-    if request.content_type == "digest":
-        digest = message_digest(request)
-        # use_pades selects pyHanko's CAdES attribute spec; is_pdf_sig=False keeps signing-time in.
-        info = await cms_signer.async_sign(digest, md, use_pades=True, is_pdf_sig=False,
-                                           signed_attr_settings=_now())
-    else:
-        info = await cms_signer.async_sign_general_data(request.content, md, detached=False, use_cades=True,
-                                                        signed_attr_settings=_now())
-    return SignOutput(info.dump(), java_algorithm_name(signer, request.hash_algorithm))
+    return _prepare_cms(signature_type, request, chain, key, _now())
 
 
-async def sign_cms_pades(signer: DigestSigner, request: SignRequest) -> SignOutput:
+def prepare_cms_pades(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                      pss: bool) -> Pending:
     """PAdES-B-B CMS over a PDF byte-range digest, for /SubFilter ETSI.CAdES.detached."""
     _no_sha1(request, "cms-pades")
     if request.content_type != "digest":
         raise FormatError(501, "cms-pades signs the digest of a PDF byte range: send contentType 'digest'")
-    digest = message_digest(request)
-    info = await CmsSigner(signer).async_sign(digest, request.hash_algorithm.lower(), use_pades=True)
-    return SignOutput(info.dump(), java_algorithm_name(signer, request.hash_algorithm))
+    return _prepare_cms(signature_type, request, chain, key, None)
 
 
 class _EnvelopingSigner(XMLSigner):
@@ -141,6 +203,26 @@ class _EnvelopingSigner(XMLSigner):
         return sig_root, doc_root, c14n_inputs, references
 
 
+class _CapturingKey:
+    """What signxml takes for a private key: ``sign`` keeps the canonical SignedInfo's digest and returns a
+    placeholder of the right shape (DER for ECDSA, which signxml turns into r||s of ``key_size``); the real
+    signature replaces it in :meth:`Pending.finish`."""
+
+    def __init__(self, key: str, key_size: int, hash_algorithm: str):
+        self.key_size = key_size
+        self._key = key
+        self._hash = hash_by_name(hash_algorithm)
+        self.digest: bytes | None = None
+
+    def sign(self, data: bytes, padding: object = None, algorithm: object = None,
+             signature_algorithm: object = None) -> bytes:
+        used = getattr(signature_algorithm, "algorithm", None) or algorithm
+        if hash_by_name(getattr(used, "name", "")).name != self._hash.name or self.digest is not None:
+            raise ValueError("signxml asked for a signature this request did not prepare")
+        self.digest = self._hash.digest(data)
+        return utils.encode_dss_signature(1, 1) if self._key == "EC" else bytes(self.key_size // 8)
+
+
 def xml_payload(content: bytes) -> etree._Element | None:
     """The content as an XML element if it is a well-formed document without a DTD, else None."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -153,13 +235,15 @@ def xml_payload(content: bytes) -> etree._Element | None:
     return tree.getroot()
 
 
-async def sign_xml(signer: DigestSigner, request: SignRequest) -> SignOutput:
-    """Enveloping XMLDSig; well-formed XML goes in as XML, anything else as base64 text."""
+def prepare_xml(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
+                pss: bool) -> Pending:
+    """Enveloping XMLDSig; well-formed XML goes in as XML, anything else as base64 text. signxml builds the
+    whole signature here over a placeholder value; finish puts the card's signature in its place (XMLDSig
+    wants ECDSA as r||s, which is what the card returns)."""
     _no_sha1(request, "XMLDSig")
     if request.content_type == "digest":
         raise FormatError(501, "xml signs content, not a digest: send contentType 'data'")
-    algorithm = key_algorithm(signer)
-    method = getattr(SignatureMethod, f"{'ECDSA' if algorithm == 'EC' else 'RSA'}_{request.hash_algorithm}")
+    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{request.hash_algorithm}")
     xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
                                    digest_algorithm=getattr(DigestAlgorithm, request.hash_algorithm))
     payload = xml_payload(request.content)
@@ -169,50 +253,57 @@ async def sign_xml(signer: DigestSigner, request: SignRequest) -> SignOutput:
         data = base64.b64encode(request.content).decode("ascii")
     else:
         data = payload
-    key = private_key_for(signer)
-    root = await asyncio.to_thread(xml_signer.sign, data, key=key, key_info=key_info(signer))
-    return SignOutput(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
-                      java_algorithm_name(signer, request.hash_algorithm))
+    capture = _CapturingKey(key, chain[0].key_size, request.hash_algorithm)
+    root = xml_signer.sign(data, key=capture, key_info=key_info(chain))
+    value = root.find("{http://www.w3.org/2000/09/xmldsig#}SignatureValue")
+    if capture.digest is None or value is None:
+        raise AssertionError("signxml made no signature value")
+
+    def finish(raw: bytes) -> bytes:
+        value.text = base64.b64encode(raw).decode("ascii")
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+    return _pending(signature_type, request, key, capture.digest, finish,
+                    java_algorithm_name(key, request.hash_algorithm))
 
 
-def key_info(signer: DigestSigner) -> etree._Element:
+def key_info(chain: Sequence[CardCertificate]) -> etree._Element:
     """``ds:KeyInfo/ds:X509Data`` with the chain as the card stores it. signxml would parse the
     certificates with cryptography first, which refuses real cards' non-strict encodings."""
     ns = "http://www.w3.org/2000/09/xmldsig#"
     element = etree.Element(f"{{{ns}}}KeyInfo", nsmap={"ds": ns})
     data = etree.SubElement(element, f"{{{ns}}}X509Data")
-    for cert in signer.chain:
+    for cert in chain:
         etree.SubElement(data, f"{{{ns}}}X509Certificate").text = base64.b64encode(cert.der).decode("ascii")
     return element
-
-
-SignFunction = Callable[[DigestSigner, SignRequest], Awaitable[SignOutput]]
 
 
 @dataclass(frozen=True)
 class SignatureType:
     """A registry entry: the function, and the request shapes it accepts (checked before any card work)."""
 
-    function: SignFunction
+    function: PrepareFunction
     content_types: tuple[str, ...] = CONTENT_TYPES
     sha1: bool = False  # SHA-1 only for raw signatures (legacy relying parties); expired for containers
+    pss: bool = False  # RSA-PSS on request (the CLI's --rsa-pss); the SCS API never asks for it
 
 
 SIGNATURE_TYPES: dict[str, SignatureType] = {
-    "signature": SignatureType(sign_raw, sha1=True),
-    "signature-plain": SignatureType(sign_raw_plain, sha1=True),
-    "cms": SignatureType(sign_cms),
-    "pkcs7": SignatureType(sign_cms),  # DigiSign: "compliant with 'cms' definition"
-    "cms-pades": SignatureType(sign_cms_pades, content_types=("digest",)),
-    "xml": SignatureType(sign_xml, content_types=("data",)),
-    "xmldsig": SignatureType(sign_xml, content_types=("data",)),  # synonym from another SCS server (D21)
+    "signature": SignatureType(prepare_raw, sha1=True, pss=True),
+    "signature-plain": SignatureType(prepare_raw_plain, sha1=True, pss=True),
+    "cms": SignatureType(prepare_cms),
+    "pkcs7": SignatureType(prepare_cms),  # DigiSign: "compliant with 'cms' definition"
+    "cms-pades": SignatureType(prepare_cms_pades, content_types=("digest",)),
+    "xml": SignatureType(prepare_xml, content_types=("data",)),
+    "xmldsig": SignatureType(prepare_xml, content_types=("data",)),  # synonym from another SCS server (D21)
 }
 ADVERTISED_TYPES = ("signature", "signature-plain", "cms", "cms-pades", "pkcs7", "xml")
 
 
 def preflight(signature_type: str, request: SignRequest) -> None:
     """Every check that needs no card, so that a request that cannot succeed never reaches the PIN dialog:
-    400 for unknown values or a digest of the wrong length, 501 for combinations not offered."""
+    400 for unknown values or a digest of the wrong length, 501 for combinations not offered. The content
+    of a ``data`` request is not hashed here."""
     if signature_type not in SIGNATURE_TYPES:
         raise FormatError(400, f"unknown signatureType {signature_type!r}; "
                                f"supported: {', '.join(ADVERTISED_TYPES)}")
@@ -227,10 +318,32 @@ def preflight(signature_type: str, request: SignRequest) -> None:
     if request.content_type not in entry.content_types:
         wanted = " or ".join(repr(t) for t in entry.content_types)
         raise FormatError(501, f"{signature_type} takes contentType {wanted}, not {request.content_type!r}")
-    message_digest(request)  # the digest length
+    if request.content_type == "digest" or request.digest is not None:
+        message_digest(request)  # the digest length
 
 
-async def sign(signature_type: str, signer: DigestSigner, request: SignRequest) -> SignOutput:
-    """Produce ``signature_type`` for ``request``; :class:`FormatError` for what cannot be served."""
+def prepare(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate],
+            key_algorithm: str | None = None, *, pss: bool = False) -> Pending:
+    """Everything before the card for ``signature_type``: :class:`FormatError` for what cannot be served
+    (before any card work), else the :class:`Pending` whose ``digest`` the key must sign.
+
+    ``chain`` is the signer's, leaf first, as the card stores it; ``key_algorithm`` (``RSA``/``EC``) defaults
+    to the leaf's. ``pss`` asks for RSA-PSS, for the raw types only."""
     preflight(signature_type, request)
-    return await SIGNATURE_TYPES[signature_type].function(signer, request)
+    if not chain:
+        raise ValueError("a signature needs the signer's certificate")
+    key = key_algorithm or chain[0].key_algorithm
+    if pss and (not SIGNATURE_TYPES[signature_type].pss or key != "RSA"):
+        raise FormatError(501, "RSA-PSS is offered only for a raw signature with an RSA key")
+    return SIGNATURE_TYPES[signature_type].function(signature_type, request, chain, key, pss)
+
+
+def sign(signature_type: str, signer: DigestSigner, request: SignRequest, *, pss: bool = False) -> SignOutput:
+    """Produce ``signature_type`` for ``request`` with ``signer`` (both phases, synchronously: the CLI and
+    software keys); :class:`FormatError` for what cannot be served."""
+    pending = prepare(signature_type, request, signer.chain, key_algorithm(signer), pss=pss)
+    if pss:
+        raw = signer.sign_digest(pending.hash_algorithm, pending.digest, pss=True)
+    else:
+        raw = signer.sign_digest(pending.hash_algorithm, pending.digest)
+    return pending.finish(raw)

@@ -1,22 +1,16 @@
-"""Signers that can only "sign this digest", and the adapters that let pyHanko and signxml use them.
+"""Signers that can only "sign this digest", and the adapter that lets pyHanko's PDF signer use them.
 
 The private key never leaves the card: :class:`CardSigner` sends a digest to the token and gets back
-PKCS#1 v1.5 bytes (RSA) or raw r||s (ECDSA). :class:`SoftwareSigner` has the same interface over a
-software key, for tests and tools that have no card. Everything above (CMS, PAdES, XMLDSig) is built on
-``sign_digest`` alone, through two adapters:
-
-* :class:`CmsSigner`, a pyHanko ``Signer`` whose ``async_sign_raw`` hashes the signed attributes and
-  sends only the digest (ECDSA converted to DER, as CMS wants);
-* :func:`private_key_for`, an object implementing cryptography's private-key interface whose ``sign``
-  goes to the signer (signxml calls it and turns the DER into r||s for XMLDSig itself).
+PKCS#1 v1.5 (or, on request, PSS) bytes (RSA) or raw r||s (ECDSA). :class:`SoftwareSigner` has the same
+interface over a software key, for tests and tools that have no card. The SCS formats
+(:mod:`digisign_web.signing.formats`) need only ``chain`` and ``sign_digest``; :class:`CmsSigner` is a
+pyHanko ``Signer`` over the same interface for whole-PDF signing (:mod:`digisign_web.signing.pdf`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -37,7 +31,9 @@ class DigestSigner(Protocol):
     def chain(self) -> list[CardCertificate]: ...
 
     def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
-        """RSA: PKCS#1 v1.5 signature over DigestInfo(digest). EC: raw r||s, 2 x field size."""
+        """RSA: PKCS#1 v1.5 signature over DigestInfo(digest). EC: raw r||s, 2 x field size.
+
+        Signers that offer RSA-PSS (the card's and the software signer) take ``pss=True`` as well."""
         ...
 
 
@@ -67,9 +63,9 @@ class CardSigner:
     def chain(self) -> list[CardCertificate]:
         return self._chain
 
-    def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
+    def sign_digest(self, hash_algorithm: str, digest: bytes, *, pss: bool = False) -> bytes:
         pin, self._pin = self._pin, None  # one signature per PIN entry: never reuse it
-        return self.token.sign_digest(self.certificate, hash_name(hash_algorithm), digest, pin=pin)
+        return self.token.sign_digest(self.certificate, hash_name(hash_algorithm), digest, pin=pin, pss=pss)
 
 
 class SoftwareSigner:
@@ -84,13 +80,16 @@ class SoftwareSigner:
     def chain(self) -> list[CardCertificate]:
         return self._chain
 
-    def sign_digest(self, hash_algorithm: str, digest: bytes) -> bytes:
+    def sign_digest(self, hash_algorithm: str, digest: bytes, *, pss: bool = False) -> bytes:
         algorithm = hash_by_name(hash_algorithm).new()
         if len(digest) != algorithm.digest_size:
             raise ValueError(f"a {algorithm.name} digest has {algorithm.digest_size} bytes, got {len(digest)}")
         if isinstance(self.private_key, ec.EllipticCurvePrivateKey):
             der = self.private_key.sign(digest, ec.ECDSA(utils.Prehashed(algorithm)))
             return ecdsa_der_to_raw(der, (self.private_key.curve.key_size + 7) // 8)
+        if pss:  # salt as long as the hash, as FINEID cards make it
+            scheme: padding.AsymmetricPadding = padding.PSS(padding.MGF1(algorithm), padding.PSS.DIGEST_LENGTH)
+            return self.private_key.sign(digest, scheme, utils.Prehashed(algorithm))
         return self.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(algorithm))
 
 
@@ -120,90 +119,5 @@ class CmsSigner(PyHankoSigner):
                 field = (size + 7) // 8
                 return bytes(2 * field + 9)  # the largest DER Ecdsa-Sig-Value for this field
             return bytes(size // 8)
-        digest = algorithm.digest(data)
-        return await asyncio.to_thread(sign_digest_der, self.digest_signer, algorithm.name, digest)
-
-
-# --- cryptography private-key interface (signxml) -------------------------------------------
-
-
-def _digest_of(data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed) -> tuple[str, bytes]:
-    if isinstance(algorithm, utils.Prehashed):
-        return hash_name(algorithm._algorithm.name), data
-    h = hashes.Hash(algorithm)
-    h.update(data)
-    return hash_name(algorithm.name), h.finalize()
-
-
-class _Unsupported:
-    def _refuse(self, what: str) -> None:
-        raise NotImplementedError(f"{what} is not possible with a card-held key")
-
-    def private_numbers(self):
-        self._refuse("exporting the private key")
-
-    def private_bytes(self, *args: object, **kwargs: object):
-        self._refuse("exporting the private key")
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo: dict):
-        return self
-
-
-class _RsaKey(_Unsupported, rsa.RSAPrivateKey):
-    def __init__(self, signer: DigestSigner):
-        self._signer = signer
-
-    def sign(self, data: bytes, padding: padding.AsymmetricPadding,
-             algorithm: hashes.HashAlgorithm | utils.Prehashed) -> bytes:
-        if not isinstance(padding, _PKCS1):
-            raise NotImplementedError("the card signs PKCS#1 v1.5 here; PSS is not offered")
-        name, digest = _digest_of(data, algorithm)
-        return self._signer.sign_digest(name, digest)
-
-    @property
-    def key_size(self) -> int:
-        return key_size(self._signer)
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._signer.chain[0].public_key  # type: ignore[return-value]
-
-    def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
-        self._refuse("decryption")
-        raise AssertionError
-
-
-class _EcKey(_Unsupported, ec.EllipticCurvePrivateKey):
-    def __init__(self, signer: DigestSigner):
-        self._signer = signer
-
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
-        if not isinstance(signature_algorithm, ec.ECDSA):
-            raise NotImplementedError("only ECDSA")
-        name, digest = _digest_of(data, signature_algorithm.algorithm)
-        return sign_digest_der(self._signer, name, digest)  # DER, as cryptography's own keys return
-
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self.public_key().curve
-
-    @property
-    def key_size(self) -> int:
-        return key_size(self._signer)
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._signer.chain[0].public_key  # type: ignore[return-value]
-
-    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
-        self._refuse("key agreement")
-        raise AssertionError
-
-
-_PKCS1 = padding.PKCS1v15
-
-
-def private_key_for(signer: DigestSigner) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """A cryptography private-key object whose ``sign`` is the signer's ``sign_digest``."""
-    return _EcKey(signer) if key_algorithm(signer) == "EC" else _RsaKey(signer)
+        # On the caller's loop: only the CLI's whole-PDF signing uses this, and it has nothing else to run.
+        return sign_digest_der(self.digest_signer, algorithm.name, algorithm.digest(data))

@@ -32,6 +32,7 @@ from signxml.exceptions import InvalidDigest
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 
 from card import CardCertificate, Token
+from card.crypto import hash_by_name
 from card.virtual import VirtualCard
 from card.virtual.source import InProcessTransport
 from digisign_web.signing import formats
@@ -100,7 +101,7 @@ def root_pem(case: Case, tmp_path: Path) -> Path:
 
 def make(case: Case, signature_type: str, content: bytes, content_type: str = "data",
          hash_algorithm: str = "SHA256") -> formats.SignOutput:
-    return asyncio.run(formats.sign(signature_type, case.signer(), SignRequest(content, content_type, hash_algorithm)))
+    return formats.sign(signature_type, case.signer(), SignRequest(content, content_type, hash_algorithm))
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -255,8 +256,7 @@ def pades_via_cms_pades(case: Case, hash_name: str) -> tuple[bytes, bytes]:
         pdf_signer = signers.PdfSigner(meta, signer=placeholder)
         writer = IncrementalPdfFileWriter(io.BytesIO(blank_pdf()))
         prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=16384)
-        result = await formats.sign("cms-pades", case.signer(),
-                                    SignRequest(prep.document_digest, "digest", hash_name))
+        result = formats.sign("cms-pades", case.signer(), SignRequest(prep.document_digest, "digest", hash_name))
         prep.fill_with_cms(output, result.signature)
         return output.getvalue(), result.signature
 
@@ -381,6 +381,216 @@ def test_xml_enveloping(case: Case, root_pem: Path, tmp_path: Path, hash_name: s
             signxml_verify(data, case.root)
 
 
+# --- the CMS builder against pyHanko, which built these types before -------------------------------
+
+SIGNING_TIME = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+CMS_SHAPES = [("cms", "data", "SHA256", 40), ("cms", "data", "SHA512", 70_000), ("pkcs7", "digest", "SHA384", 0),
+              ("cms-pades", "digest", "SHA256", 0)]
+
+
+def pyhanko_cms(chain: list[CardCertificate], signature_type: str, content: bytes, hash_name: str,
+                signature: bytes) -> bytes:
+    """What the former pyHanko path made (same calls and settings), at SIGNING_TIME and with ``signature``."""
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    signer = signers.ExternalSigner(signing_cert=chain[0].asn1, signature_value=signature,
+                                    cert_registry=SimpleCertificateStore.from_certs([c.asn1 for c in chain[1:]]))
+    md, when = hash_name.lower(), PdfCMSSignedAttributes(signing_time=SIGNING_TIME)
+    if signature_type == "cms-pades":
+        made = signer.async_sign(content, md, use_pades=True)
+    elif len(content) == hash_by_name(hash_name).size:
+        made = signer.async_sign(content, md, use_pades=True, is_pdf_sig=False, signed_attr_settings=when)
+    else:
+        made = signer.async_sign_general_data(content, md, detached=False, use_cades=True, signed_attr_settings=when)
+    return asyncio.run(made).dump()
+
+
+def card_answer(chain: list[CardCertificate]) -> tuple[bytes, bytes]:
+    """A signature as the card returns it (RSA bytes, ECDSA r||s) and as CMS carries it (ECDSA as DER)."""
+    leaf = chain[0]
+    if leaf.key_algorithm == "EC":
+        field = (leaf.key_size + 7) // 8
+        raw = bytes(range(1, 2 * field + 1))
+        return raw, utils.encode_dss_signature(int.from_bytes(raw[:field], "big"), int.from_bytes(raw[field:], "big"))
+    raw = b"\x5a" * (leaf.key_size // 8)
+    return raw, raw
+
+
+def cms_both_ways(monkeypatch: pytest.MonkeyPatch, chain: list[CardCertificate], signature_type: str,
+                  content_type: str, hash_name: str, size: int) -> tuple[bytes, bytes, bytes]:
+    """(pyHanko's bytes, ours, the content) for one request, with one signing time and one signature value."""
+    monkeypatch.setattr(formats, "_now", lambda: SIGNING_TIME)
+    data = bytes(i % 251 for i in range(size))
+    content = hashlib.new(hash_name.lower(), data).digest() if content_type == "digest" else data
+    raw, der = card_answer(chain)
+    pending = formats.prepare(signature_type, SignRequest(content, content_type, hash_name), chain)
+    ours = pending.finish(raw).signature
+    return pyhanko_cms(chain, signature_type, content, hash_name, der), ours, data
+
+
+def signed_attribute_objects(printed: str) -> list[str]:
+    """The ``object:`` lines of the signedAttrs block in ``openssl cms -cmsout -print``."""
+    block = printed.split("signedAttrs:", 1)[1].split("signatureAlgorithm:", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("object:")]
+
+
+@pytest.mark.parametrize(("signature_type", "content_type", "hash_name", "size"), CMS_SHAPES,
+                         ids=lambda v: str(v))
+def test_cms_is_what_pyhanko_made(case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signature_type: str,
+                                  content_type: str, hash_name: str, size: int) -> None:
+    """Same signing time, same signature value: the same bytes (structure, attributes and their order, OIDs
+    and parameters, sid, certificate order, signing-certificate-v2), so relying parties see no change.
+
+    One difference is allowed, and it is pyHanko's fault: for some certificates it embedded a re-encoded copy of
+    the leaf (asn1crypto dropped BasicConstraints' explicit ``cA FALSE``), not the card's bytes (F1), so the
+    certificate's own signature and the signing-certificate-v2 hash no longer matched it. Ours are always the
+    card's bytes; then everything but the certificates must still be the same, byte for byte."""
+    before, after, _ = cms_both_ways(monkeypatch, case.chain, signature_type, content_type, hash_name, size)
+    ours, theirs = (cms.ContentInfo.load(der)["content"] for der in (after, before))
+    assert [c.chosen.dump() for c in ours["certificates"]] == sorted({c.der for c in case.chain})
+    if after != before:
+        assert sorted(c.chosen.serial_number for c in theirs["certificates"]) == \
+            sorted(c.serial_number for c in case.chain)
+        for name in ("version", "digest_algorithms", "encap_content_info", "signer_infos"):
+            assert ours[name].dump() == theirs[name].dump(), name
+    printed = []
+    for name, der in (("before", before), ("after", after)):
+        (tmp_path / name).write_bytes(der)
+        result = run("openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        printed.append(result.stdout)
+    expected = ["object: contentType (1.2.840.113549.1.9.3)", "object: signingTime (1.2.840.113549.1.9.5)",
+                "object: messageDigest (1.2.840.113549.1.9.4)",
+                "object: id-smime-aa-signingCertificateV2 (1.2.840.113549.1.9.16.2.47)"]
+    if signature_type == "cms-pades":
+        expected.remove("object: signingTime (1.2.840.113549.1.9.5)")
+    assert signed_attribute_objects(printed[0]) == signed_attribute_objects(printed[1]) == expected
+    assert printed[0].split("signerInfos:")[1] == printed[1].split("signerInfos:")[1]
+
+
+@pytest.mark.parametrize("recording", ["fineid-v3-2020", "fineid-v4-2023"])
+def test_cms_carries_real_cards_certificates_as_they_are(monkeypatch: pytest.MonkeyPatch, recording: str) -> None:
+    """Real cards' certificates are not strict DER (F1): they go into the SignedData byte for byte, and the
+    signing-certificate-v2 hash is over those bytes, as pyHanko had it."""
+    from tests.support.recordings import recorded_certificates
+
+    for der in recorded_certificates(recording).values():
+        chain = [CardCertificate.load(der)]
+        before, after, _ = cms_both_ways(monkeypatch, chain, "cms", "data", "SHA256", 100)
+        assert after == before
+        (carried,) = cms.ContentInfo.load(after)["content"]["certificates"]
+        assert carried.chosen.dump() == der
+        attrs = {a["type"].native: a["values"][0] for a in cms.ContentInfo.load(after)["content"]["signer_infos"][0]
+                 ["signed_attrs"]}
+        assert attrs["signing_certificate_v2"]["certs"][0]["cert_hash"].native == hashlib.sha256(der).digest()
+
+
+def test_big_attached_cms_verifies(tmp_path: Path, state_dir: Path) -> None:
+    """Long-form lengths (a content over 64 KiB) through openssl, with a software key."""
+    ident = VirtualCard("fineid-v3", state_dir).identity
+    signer = SoftwareSigner(ident.sign.key, [ident.sign.cert, ident.ca, ident.root])
+    content = bytes(i % 253 for i in range(300_000))
+    out = formats.sign("cms", signer, SignRequest(content))
+    (tmp_path / "big.p7s").write_bytes(out.signature)
+    (tmp_path / "root.pem").write_text(ident.root.pem)
+    result = run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "big.p7s"),
+                 "-CAfile", str(tmp_path / "root.pem"), "-purpose", "any", "-out", str(tmp_path / "out.bin"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.bin").read_bytes() == content
+
+
+# --- two phases: everything but the card on the caller's side, the card in one hop ------------------
+
+
+@pytest.mark.parametrize("signature_type", ["signature", "signature-plain", "cms", "cms-pades", "xml"])
+def test_prepare_and_finish_around_one_card_operation(state_dir: Path, tmp_path: Path, signature_type: str) -> None:
+    """What the service does: prepare (no card), Token.sign_digest (VERIFY, MSE, PSO:HASH, PSO:CDS), finish
+    (no card); the result verifies."""
+    card = VirtualCard("fineid-v4", state_dir)
+    token = Token.open(InProcessTransport(card))
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    chain = token.chain(cert)
+    content_type = "digest" if signature_type == "cms-pades" else "data"
+    content = hashlib.sha384(b"two phases").digest() if content_type == "digest" else b"<a>two phases</a>"
+    card.stats.reset()
+    pending = formats.prepare(signature_type, SignRequest(content, content_type, "SHA384"), chain, "EC")
+    assert card.stats.apdus == 0
+    assert (pending.hash_algorithm, pending.key_algorithm, pending.pss) == ("SHA384", "EC", False)
+    raw = token.sign_digest(cert, pending.hash_algorithm, pending.digest, pin="123456")
+    assert dict(card.stats.by_command) == {"VERIFY": 1, "MSE": 1, "PSO": 2}
+    out = pending.finish(raw)
+    assert card.stats.apdus == 4
+    (tmp_path / "root.pem").write_text(chain[-1].pem)
+    public = chain[0].public_key
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    if signature_type == "signature":
+        public.verify(out.signature, hashlib.sha384(content).digest(), ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+    elif signature_type == "signature-plain":
+        assert out.signature == raw
+    elif signature_type == "xml":
+        (tmp_path / "s.xml").write_bytes(out.signature)
+        result = run("xmlsec1", "--verify", "--trusted-pem", str(tmp_path / "root.pem"), str(tmp_path / "s.xml"))
+        assert result.returncode == 0, result.stderr
+    elif signature_type == "cms":
+        (tmp_path / "s.p7s").write_bytes(out.signature)
+        result = run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "s.p7s"),
+                     "-CAfile", str(tmp_path / "root.pem"), "-purpose", "any", "-out", str(tmp_path / "c"))
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "c").read_bytes() == content
+    else:  # over a PDF's digest (test_cms_pades_embedded_in_pdf has the whole PDF): the attributes verify
+        (signer_info,) = cms.ContentInfo.load(out.signature)["content"]["signer_infos"]
+        attrs = {a["type"].native: a["values"][0].native for a in signer_info["signed_attrs"]}
+        assert attrs["message_digest"] == content
+        as_set = b"\x31" + signer_info["signed_attrs"].dump()[1:]
+        public.verify(signer_info["signature"].native, as_set, ec.ECDSA(hashes.SHA384()))
+
+
+def test_a_given_digest_is_used_not_recomputed(state_dir: Path) -> None:
+    """The service hashes a (possibly 100 MiB) document once for its dialog and hands the digest on."""
+    ident = VirtualCard("fineid-v3", state_dir).identity
+    chain = [ident.sign.cert, ident.ca, ident.root]
+    content = b"a document the caller has hashed already"
+    request = SignRequest(content).hashed()
+    assert request.digest == hashlib.sha256(content).digest() and request.content is content
+    assert request.hashed() is request
+    marker = hashlib.sha256(b"not the content").digest()  # proves which digest is used
+    for signature_type in ("signature", "cms"):
+        pending = formats.prepare(signature_type, SignRequest(content, digest=marker), chain)
+        if signature_type == "signature":
+            assert pending.digest == marker
+        else:
+            der = pending.finish(bytes(64)).signature
+            assert marker in der and hashlib.sha256(content).digest() not in der
+    with pytest.raises(ValueError, match="digest has 32 bytes"):
+        formats.prepare("cms", SignRequest(content, digest=b"short"), chain)
+
+
+def test_rsa_pss_only_for_raw_rsa(state_dir: Path) -> None:
+    """The CLI's --rsa-pss: a raw RSA-PSS signature (salt as long as the hash); refused elsewhere, before the card."""
+    card = VirtualCard("fineid-v3.1", state_dir)
+    token = Token.open(InProcessTransport(card))
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    content = b"pss please"
+    out = formats.sign("signature", CardSigner(token, cert, "123456"), SignRequest(content), pss=True)
+    assert out.signature_algorithm == "SHA256withRSAandMGF1"
+    public = cert.certificate.public_key
+    public.verify(out.signature, content, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    ident = card.identity
+    software = SoftwareSigner(ident.sign.key, [ident.sign.cert, ident.ca, ident.root])
+    again = formats.sign("signature-plain", software, SignRequest(content), pss=True)
+    public.verify(again.signature, content, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    before = card.stats.apdus
+    for signature_type in ("cms", "xml"):
+        with pytest.raises(FormatError) as info:
+            formats.sign(signature_type, CardSigner(token, cert, "123456"), SignRequest(content), pss=True)
+        assert info.value.code == 501
+    v4 = VirtualCard("fineid-v4", state_dir).identity
+    with pytest.raises(FormatError):
+        formats.prepare("signature", SignRequest(content), [v4.sign.cert, v4.ca, v4.root], pss=True)
+    assert card.stats.apdus == before
+
+
 # --- refusals, costs and the software signer ------------------------------------------------------
 
 
@@ -398,8 +608,7 @@ def test_refusals_cost_no_card_work(state_dir: Path, signature_type: str, conten
     before = card.stats.apdus
     content = hashlib.sha256(b"x").digest() if content_type == "digest" else b"x"
     with pytest.raises(FormatError) as info:
-        asyncio.run(formats.sign(signature_type, CardSigner(token, cert, "123456"),
-                                 SignRequest(content, content_type, hash_name)))
+        formats.sign(signature_type, CardSigner(token, cert, "123456"), SignRequest(content, content_type, hash_name))
     assert info.value.code == code
     assert card.stats.apdus == before  # refused before the card: the PIN was not spent
 
@@ -413,7 +622,7 @@ def test_one_card_signature_per_request(state_dir: Path, signature_type: str) ->
     card.stats.reset()
     content_type = "digest" if signature_type == "cms-pades" else "data"
     content = hashlib.sha256(b"x").digest() if content_type == "digest" else b"<a/>"
-    asyncio.run(formats.sign(signature_type, CardSigner(token, cert, "123456"), SignRequest(content, content_type)))
+    formats.sign(signature_type, CardSigner(token, cert, "123456"), SignRequest(content, content_type))
     # One VERIFY of PIN2 and one signature: MSE, PSO:HASH, PSO:CDS. Nothing else.
     assert dict(card.stats.by_command) == {"VERIFY": 1, "MSE": 1, "PSO": 2}
 
@@ -422,12 +631,12 @@ def test_software_signer_has_the_same_interface(state_dir: Path, tmp_path: Path)
     card = VirtualCard("fineid-v3", state_dir)
     ident = card.identity
     signer = SoftwareSigner(ident.sign.key, [ident.sign.cert, ident.ca, ident.root])
-    out = asyncio.run(formats.sign("cms", signer, SignRequest(b"software")))
+    out = formats.sign("cms", signer, SignRequest(b"software"))
     (tmp_path / "s.p7s").write_bytes(out.signature)
     (tmp_path / "root.pem").write_text(ident.root.pem)
     assert run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "s.p7s"), "-CAfile",
                str(tmp_path / "root.pem"), "-purpose", "any", "-out", "/dev/null").returncode == 0
-    xml = asyncio.run(formats.sign("xml", signer, SignRequest(b"<doc/>", "data", "SHA384")))
+    xml = formats.sign("xml", signer, SignRequest(b"<doc/>", "data", "SHA384"))
     signxml_verify(xml.signature, ident.root)
 
 
@@ -475,7 +684,7 @@ def test_verify_cli_needs_detached_content(state_dir: Path, tmp_path: Path) -> N
     token = Token.open(InProcessTransport(card))
     cert = next(c for c in token.certificates() if c.role == "signature")
     digest = hashlib.sha256(b"abc").digest()
-    out = asyncio.run(formats.sign("cms", CardSigner(token, cert, "123456"), SignRequest(digest, "digest")))
+    out = formats.sign("cms", CardSigner(token, cert, "123456"), SignRequest(digest, "digest"))
     p7s = tmp_path / "d.p7s"
     p7s.write_bytes(out.signature)
     assert cli("verify", str(p7s)).returncode == 2
