@@ -22,7 +22,8 @@ from pathlib import Path
 
 from bench.harness import Connection
 
-VPCD_SLOTS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+# The second slot first: the test suites plug their cards into the first one by default.
+VPCD_SLOTS = {35964: "Virtual PCD 00 01", 35963: "Virtual PCD 00 00"}
 
 
 @dataclass

@@ -486,11 +486,11 @@ def table(rows: list[Row]) -> str:
 
 def git_state() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
 
     commit = git("rev-parse", "--short", "HEAD") or "an unknown commit"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "card", "digisign_web")
-    return f"{commit}{' with uncommitted changes in card/ or digisign_web/' if dirty else ''}"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "card", "digisign_web").splitlines()]
+    return f"{commit} with uncommitted changes to {', '.join(dirty)}" if dirty else commit
 
 
 def machine() -> str:
@@ -504,7 +504,8 @@ def machine() -> str:
             f"({sys.executable})")
 
 
-def document(bench: Bench, command: str, started: dt.datetime, elapsed: float, load: tuple[str, str]) -> str:
+def document(bench: Bench, command: str, started: dt.datetime, elapsed: float, load: tuple[str, str],
+             code: tuple[str, str]) -> str:
     passed = sum(r.result == "PASS" for r in bench.rows)
     failed = sum(r.result == "FAIL" for r in bench.rows)
     notes = "\n".join(f"- {n}" for n in bench.notes)
@@ -518,7 +519,8 @@ samples; the ratio is median over median and is what the target is checked again
 - Command: `{command}`
 - Machine: {machine()}
 - Load average (1 min) at start {load[0]}, at end {load[1]}: other work on the machine widens the spread
-- Code: the working tree at {git_state()} (`python -m digisign_web` from the repository root)
+- Code: the working tree (`python -m digisign_web` from the repository root) at {code[0]}{
+    "" if code[0] == code[1] else f"; at the end: {code[1]} (it changed during the run)"}
 - Result: {passed} PASS, {failed} FAIL
 
 {table(bench.rows)}
@@ -539,7 +541,9 @@ samples; the ratio is median over median and is what the target is checked again
   `cryptography` import).
 - `--help`: `.venv/bin/python -m digisign_web --help` (not the console script, which runs the copy
   installed in .venv) against `.venv/bin/python -c pass`.
-- APDUs: counted by the virtual card itself (`stats.by_command`).
+- APDUs: counted by the virtual card itself (`stats.by_command`). Per warm signature and per `/version`: the
+  app built in this process (`build_app`, as `serve` builds it) around an in-process fineid-v4 card, over the
+  same HTTPS client; cold `list`: the card plugged into pcscd through vpcd.
 
 ## Notes from this run
 
@@ -557,6 +561,7 @@ def main() -> int:
     plan = QUICK if args.quick else FULL
     started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
     load_start = open("/proc/loadavg").read().split()[0]
+    code_start = git_state()
     with tempfile.TemporaryDirectory(prefix="digisign-bench-") as tmp:
         bench = Bench(plan, Path(tmp))
         bench.run([bench.servers, bench.large, bench.warm_apdus, bench.startup, bench.help, bench.list_apdus])
@@ -565,7 +570,8 @@ def main() -> int:
                           *sys.argv[1:]])
     if os.environ.get("BENCH_VIA_MAKE"):
         command = f"make bench` → `{command}"
-    text = document(bench, command, started, time.monotonic() - t0, (load_start, load_end))
+    text = document(bench, command, started, time.monotonic() - t0, (load_start, load_end),
+                    (code_start, git_state()))
     print(table(bench.rows))
     print()
     print("\n".join(f"- {n}" for n in bench.notes))
