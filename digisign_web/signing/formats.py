@@ -21,23 +21,16 @@ Adding a type means adding one prepare function and one entry in :data:`SIGNATUR
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-from cryptography.hazmat.primitives.asymmetric import utils
-from lxml import etree
-from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
-from signxml.algorithms import SignatureConstructionMethod
 
 from card import CardCertificate
 from card.crypto import HASH_NAMES, ecdsa_raw_to_der, hash_by_name
 from digisign_web.signing import cms
 from digisign_web.signing.signers import DigestSigner, key_algorithm
 
-XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
 CONTENT_TYPES = ("data", "digest")
 
 
@@ -190,51 +183,6 @@ def prepare_cms_pades(signature_type: str, request: SignRequest, chain: Sequence
     return _prepare_cms(signature_type, request, chain, key, None)
 
 
-class _EnvelopingSigner(XMLSigner):
-    """signxml's enveloping signer, plus the Encoding attribute on a base64 ds:Object (which must be
-    in place before the Object is digested)."""
-
-    encoding: str | None = None
-
-    def _unpack(self, data, references):
-        sig_root, doc_root, c14n_inputs, references = super()._unpack(data, references)
-        if self.encoding and self.construction_method == SignatureConstructionMethod.enveloping:
-            c14n_inputs[0].set("Encoding", self.encoding)
-        return sig_root, doc_root, c14n_inputs, references
-
-
-class _CapturingKey:
-    """What signxml takes for a private key: ``sign`` keeps the canonical SignedInfo's digest and returns a
-    placeholder of the right shape (DER for ECDSA, which signxml turns into r||s of ``key_size``); the real
-    signature replaces it in :meth:`Pending.finish`."""
-
-    def __init__(self, key: str, key_size: int, hash_algorithm: str):
-        self.key_size = key_size
-        self._key = key
-        self._hash = hash_by_name(hash_algorithm)
-        self.digest: bytes | None = None
-
-    def sign(self, data: bytes, padding: object = None, algorithm: object = None,
-             signature_algorithm: object = None) -> bytes:
-        used = getattr(signature_algorithm, "algorithm", None) or algorithm
-        if hash_by_name(getattr(used, "name", "")).name != self._hash.name or self.digest is not None:
-            raise ValueError("signxml asked for a signature this request did not prepare")
-        self.digest = self._hash.digest(data)
-        return utils.encode_dss_signature(1, 1) if self._key == "EC" else bytes(self.key_size // 8)
-
-
-def xml_payload(content: bytes) -> etree._Element | None:
-    """The content as an XML element if it is a well-formed document without a DTD, else None."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        tree = etree.fromstring(content, parser).getroottree()
-    except (etree.XMLSyntaxError, ValueError):
-        return None
-    if tree.docinfo.doctype:
-        return None  # a DTD would be lost inside ds:Object: carry the document as base64 instead
-    return tree.getroot()
-
-
 def prepare_xml(signature_type: str, request: SignRequest, chain: Sequence[CardCertificate], key: str,
                 pss: bool) -> Pending:
     """Enveloping XMLDSig; well-formed XML goes in as XML, anything else as base64 text. signxml builds the
@@ -243,39 +191,11 @@ def prepare_xml(signature_type: str, request: SignRequest, chain: Sequence[CardC
     _no_sha1(request, "XMLDSig")
     if request.content_type == "digest":
         raise FormatError(501, "xml signs content, not a digest: send contentType 'data'")
-    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{request.hash_algorithm}")
-    xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
-                                   digest_algorithm=getattr(DigestAlgorithm, request.hash_algorithm))
-    payload = xml_payload(request.content)
-    data: etree._Element | str
-    if payload is None:
-        xml_signer.encoding = XMLDSIG_BASE64
-        data = base64.b64encode(request.content).decode("ascii")
-    else:
-        data = payload
-    capture = _CapturingKey(key, chain[0].key_size, request.hash_algorithm)
-    root = xml_signer.sign(data, key=capture, key_info=key_info(chain))
-    value = root.find("{http://www.w3.org/2000/09/xmldsig#}SignatureValue")
-    if capture.digest is None or value is None:
-        raise AssertionError("signxml made no signature value")
+    from digisign_web.signing import xml  # lxml and signxml: loaded by the first XML request, not at start
 
-    def finish(raw: bytes) -> bytes:
-        value.text = base64.b64encode(raw).decode("ascii")
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-
-    return _pending(signature_type, request, key, capture.digest, finish,
+    digest, finish = xml.enveloping(request.content, request.hash_algorithm, key, chain)
+    return _pending(signature_type, request, key, digest, finish,
                     java_algorithm_name(key, request.hash_algorithm))
-
-
-def key_info(chain: Sequence[CardCertificate]) -> etree._Element:
-    """``ds:KeyInfo/ds:X509Data`` with the chain as the card stores it. signxml would parse the
-    certificates with cryptography first, which refuses real cards' non-strict encodings."""
-    ns = "http://www.w3.org/2000/09/xmldsig#"
-    element = etree.Element(f"{{{ns}}}KeyInfo", nsmap={"ds": ns})
-    data = etree.SubElement(element, f"{{{ns}}}X509Data")
-    for cert in chain:
-        etree.SubElement(data, f"{{{ns}}}X509Certificate").text = base64.b64encode(cert.der).decode("ascii")
-    return element
 
 
 @dataclass(frozen=True)

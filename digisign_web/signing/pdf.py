@@ -46,11 +46,9 @@ async def sign_pdf(signer: object, pdf: bytes, hash_algorithm: str = "SHA256") -
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
 
-    from digisign_web.signing.signers import CmsSigner
-
     meta = _metadata(pdf, hash_algorithm)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    out = await signers.PdfSigner(meta, signer=CmsSigner(signer)).async_sign_pdf(writer)  # type: ignore[arg-type]
+    out = await signers.PdfSigner(meta, signer=_cms_signer(signer)).async_sign_pdf(writer)  # type: ignore[arg-type]
     return out.getvalue()
 
 
@@ -83,3 +81,35 @@ async def prepare(pdf: bytes, hash_algorithm: str = "SHA256", signing_cert: byte
     prepared, _tbs, output = await signers.PdfSigner(meta, signer=placeholder).async_digest_doc_for_signing(
         writer, bytes_reserved=RESERVED_BYTES)
     return PreparedPdf(prepared.document_digest, hash_algorithm, prepared, output)
+
+
+def _cms_signer(signer: object) -> Any:
+    """pyHanko ``Signer`` over a :class:`~digisign_web.signing.signers.DigestSigner`: only the digest of the
+    signed attributes leaves. Defined on first use: pyHanko is imported only for PDFs."""
+    from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from card.crypto import hash_by_lower_name
+    from digisign_web.signing.signers import DigestSigner, key_algorithm, key_size, sign_digest_der
+
+    class CmsSigner(PyHankoSigner):
+        """pyHanko ``Signer`` over a :class:`DigestSigner`: only the digest of the signed attributes leaves."""
+
+        def __init__(self, signer: DigestSigner, embed_roots: bool = True):
+            certs = [c.asn1 for c in signer.chain]  # parsed leniently, dumped as the card's exact bytes
+            super().__init__(signing_cert=certs[0], cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
+                             embed_roots=embed_roots)
+            self.digest_signer = signer
+
+        async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+            algorithm = hash_by_lower_name(digest_algorithm)
+            if dry_run:  # pyHanko sizes PDF placeholders with this: never touch the card for it
+                size = key_size(self.digest_signer)
+                if key_algorithm(self.digest_signer) == "EC":
+                    field = (size + 7) // 8
+                    return bytes(2 * field + 9)  # the largest DER Ecdsa-Sig-Value for this field
+                return bytes(size // 8)
+            # On the caller's loop: only the CLI's whole-PDF signing uses this, and it has nothing else to run.
+            return sign_digest_der(self.digest_signer, algorithm.name, algorithm.digest(data))
+
+    return CmsSigner(signer)  # type: ignore[arg-type]

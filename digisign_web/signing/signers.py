@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from card import CardCertificate, Certificate, Token
-from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der, hash_by_lower_name, hash_by_name
+from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der, hash_by_name
 
 
 def hash_name(name: str) -> str:
@@ -100,24 +98,3 @@ def sign_digest_der(signer: DigestSigner, hash_algorithm: str, digest: bytes) ->
 
 
 # --- pyHanko ---------------------------------------------------------------------------------
-
-
-class CmsSigner(PyHankoSigner):
-    """pyHanko ``Signer`` over a :class:`DigestSigner`: only the digest of the signed attributes leaves."""
-
-    def __init__(self, signer: DigestSigner, embed_roots: bool = True):
-        certs = [c.asn1 for c in signer.chain]  # parsed leniently, dumped as the card's exact bytes
-        super().__init__(signing_cert=certs[0], cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
-                         embed_roots=embed_roots)
-        self.digest_signer = signer
-
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
-        algorithm = hash_by_lower_name(digest_algorithm)
-        if dry_run:  # pyHanko sizes PDF placeholders with this: never touch the card for it
-            size = key_size(self.digest_signer)
-            if key_algorithm(self.digest_signer) == "EC":
-                field = (size + 7) // 8
-                return bytes(2 * field + 9)  # the largest DER Ecdsa-Sig-Value for this field
-            return bytes(size // 8)
-        # On the caller's loop: only the CLI's whole-PDF signing uses this, and it has nothing else to run.
-        return sign_digest_der(self.digest_signer, algorithm.name, algorithm.digest(data))

@@ -30,7 +30,6 @@ from digisign_web.scs.errors import ScsFailure
 from digisign_web.scs.request import parse_json
 from digisign_web.signing.pdf import PreparedPdf
 from digisign_web.signing.pdf import prepare as prepare_pdf
-from digisign_web.signing.validation import verify_bytes
 from digisign_web.web.keys import SETTINGS, STATE
 from digisign_web.web.limits import BodyTooLarge, read_limited
 from digisign_web.web.pages import page, shell
@@ -143,6 +142,8 @@ async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
             return result
         detached = _b64(data.get("originalContent"), "originalContent")
     try:
+        from digisign_web.signing.validation import verify_bytes  # pyHanko and signxml: only when used
+
         reports = await asyncio.to_thread(verify_bytes, signature, detached, [root])
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
