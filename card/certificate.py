@@ -84,6 +84,10 @@ class Name:
 
     def rfc4514(self) -> str:
         """Most specific RDN first, as RFC 4514 writes it (``CN=…,serialNumber=…,C=FI``)."""
+        return self._rfc4514
+
+    @cached_property
+    def _rfc4514(self) -> str:  # every dialog, selector and answer shows names: made once per name
         parts = []
         for rdn in reversed(self.rdns):
             items = []

@@ -127,6 +127,7 @@ class Token:
         self._pins: list[pkcs15.PinInfo] | None = None
         self._keys: list[pkcs15.KeyInfo] | None = None
         self._certs: list[Certificate] | None = None
+        self._chains: dict[bytes, list[CardCertificate]] = {}  # leaf DER -> its chain (signatures checked once)
         self._known_layout = False
 
     # -- opening ------------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class Token:
         self._od = self._token_info = None
         self._pins = self._keys = None
         self._certs = None
+        self._chains.clear()
 
     def _ensure_app(self) -> None:
         if self._app_ready:
@@ -397,12 +399,18 @@ class Token:
         return certs
 
     def chain(self, leaf: Certificate) -> list[CardCertificate]:
-        """leaf, then the issuing certificates found on the card, in order (as far as the card has them)."""
-        chain = build_chain(leaf.certificate, [c.certificate for c in self.certificates() if c.role == "ca"])
-        if not chain[-1].self_issued:
-            log.info("the card has no issuer for %s: the chain ends there (%d certificates)",
-                     chain[-1].subject, len(chain))
-        return chain
+        """leaf, then the issuing certificates found on the card, in order (as far as the card has them).
+
+        Built once per leaf while the card stays in: checking the issuers' signatures is the costliest step
+        of a warm signature otherwise."""
+        chain = self._chains.get(leaf.der)
+        if chain is None:
+            chain = build_chain(leaf.certificate, [c.certificate for c in self.certificates() if c.role == "ca"])
+            if not chain[-1].self_issued:
+                log.info("the card has no issuer for %s: the chain ends there (%d certificates)",
+                         chain[-1].subject, len(chain))
+            self._chains[leaf.der] = chain
+        return list(chain)
 
     # -- PINs ---------------------------------------------------------------------------------
     def pin(self, reference: int) -> pkcs15.PinInfo:
