@@ -20,6 +20,8 @@ from card import CardCertificate
 from card.crypto import hash_by_name
 
 XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+_MARK = "digisign-web-document"  # stands in for the base64 document in the tree; not base64 text itself
 
 
 class _EnvelopingSigner(XMLSigner):
@@ -83,13 +85,26 @@ def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[Ca
         data = payload
     capture = _CapturingKey(key, chain[0].key_size, hash_algorithm)
     root = xml_signer.sign(data, key=capture, key_info=key_info(chain))
-    value = root.find("{http://www.w3.org/2000/09/xmldsig#}SignatureValue")
+    del data
+    value = root.find(f"{{{DS}}}SignatureValue")
     if capture.digest is None or value is None:
         raise AssertionError("signxml made no signature value")
+    if payload is None:
+        # The document is digested: the tree gives its copy of the base64 text back, and finish splices the
+        # signed document together from the serialised tree and the base64 text (which needs no escaping),
+        # encoded again then, so that no second copy waits through the card operation.
+        document = root.find(f"{{{DS}}}Object")
+        if document is None or document.text is None or len(document.text) != 4 * ((len(content) + 2) // 3):
+            raise AssertionError("signxml did not carry the document as the ds:Object text")
+        document.text = _MARK
 
     def finish(raw: bytes) -> bytes:
         value.text = base64.b64encode(raw).decode("ascii")
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        text = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        if payload is not None:
+            return text
+        head, tail = text.split(_MARK.encode("ascii"))
+        return b"".join((head, base64.b64encode(content), tail))
 
     return capture.digest, finish
 
