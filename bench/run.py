@@ -119,7 +119,7 @@ def spread(stats: Stats, unit: Callable[[float], str] = seconds) -> str:
 
 
 def mib(value: float) -> str:
-    return f"{value / MIB:.0f} MiB"
+    return f"{value / MIB:.1f} MiB"
 
 
 def verdict(value: float, limit: float) -> str:
@@ -129,7 +129,7 @@ def verdict(value: float, limit: float) -> str:
 def timed_row(measure: str, subject: Stats, floor: Stats, target: float | None) -> Row:
     ratio = subject.median / floor.median
     # The subject does all the floor does and more: below 1 means noise (or an unfair floor), not speed.
-    shown = f"{ratio:.2f}×" + (" (below 1: noise?)" if ratio < 1 else "")
+    shown = f"{ratio:.2f}×" + (" (below 1: noise?)" if round(ratio, 2) < 1 else "")
     return Row(measure, spread(subject), spread(floor), shown,
                f"≤ {target:g}×" if target else "report", verdict(ratio, target) if target else "—")
 
@@ -322,8 +322,8 @@ class Bench:
             per_body = ga.median / len(body)
             self.rows.append(Row(
                 f"`POST /sign` {label}: peak RSS above idle",
-                f"{spread(ga, mib)} ({per_body:.2f}× body)",
-                f"{spread(gb, mib)} ({gb.median / len(body):.2f}× body)",
+                f"{spread(ga, mib)} ({per_body:.3f}× body)",
+                f"{spread(gb, mib)} ({gb.median / len(body):.3f}× body)",
                 f"{ga.median / gb.median:.2f}×" if gb.median > 0 else "—",
                 f"≤ {rss_target:g}× body", verdict(per_body, rss_target)))
             self.notes.append(
