@@ -66,7 +66,7 @@ from typing import Any
 
 from aiohttp import web
 
-from digisign_web.dialog.protocol import DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.dialog.protocol import DialogAnswer, DialogRefused, DialogRequest, TabDialog
 from digisign_web.web.middleware import own_origins, top_level_navigation
 from digisign_web.web.pages import page, page_headers, template
 
@@ -125,7 +125,7 @@ class _Session:
     final: dict[str, Any] | None = None
 
 
-class WebDialog:
+class WebDialog(TabDialog):
     """A :class:`~digisign_web.dialog.protocol.TabDialog` that asks through a page of this server."""
 
     def __init__(self, base_url: str, timeout: float = 120.0, language: str = "",

@@ -228,3 +228,17 @@ async def test_a_confined_browser_is_handed_the_dialog_address_itself() -> None:
     await async_wait_until(lambda: opened, 10, "the dialog address to be handed to the browser")
     task.cancel()
     assert opened and opened[0].startswith("https://localhost:53952/dialog/") and "#" in opened[0]
+
+
+def test_every_dialog_declares_the_protocol() -> None:
+    """The service picks WebSigner's show-first path by ``isinstance(dialog, TabDialog)`` and reads
+    ``shows_pin_status``: a dialog that only happens to have the methods would silently lose both."""
+    from digisign_web.dialog.auto import AutoDialog
+    from digisign_web.dialog.protocol import Dialog, TabDialog
+    from digisign_web.dialog.terminal import TerminalDialog
+    from digisign_web.web.dialog import WebDialog
+
+    web_dialog = WebDialog("https://localhost:53952")
+    assert isinstance(web_dialog, TabDialog) and web_dialog.shows_pin_status
+    assert not isinstance(AutoDialog(), TabDialog) and not AutoDialog().shows_pin_status
+    assert Dialog in TerminalDialog.__mro__ and TerminalDialog().shows_pin_status
