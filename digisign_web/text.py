@@ -61,7 +61,8 @@ def inert(text: str | None, limit: int = INFO_LIMIT, lines: int = INFO_LINES) ->
     if not text:
         return ""
     head = text[: limit * 4 + 16].replace("\r\n", "\n")  # more is never shown: don't scan it
-    cleaned = "".join(_char(ch) for ch in head)
+    # Printable ASCII (an origin, most names) is already inert: only other text is looked at by character.
+    cleaned = head if head.isascii() and head.isprintable() else "".join(_char(ch) for ch in head)
     kept: list[str] = []
     for line in cleaned.split("\n"):
         line = line.rstrip()

@@ -48,6 +48,9 @@ async def _signed(request: web.Request, result: dict[str, Any]) -> web.StreamRes
     head = ("{" + before + (", " if before else "") + '"signature": "').encode()
     tail = ('"' + (", " + after if after else "") + "}").encode()
     signature = memoryview(result.pop("signature"))
+    if len(signature) <= ANSWER_CHUNK:  # the usual answer: one body, one write
+        body = b"".join((head, binascii.b2a_base64(signature, newline=False), tail))
+        return web.Response(body=body, headers={**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
     response = web.StreamResponse(headers={**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
     response.content_length = len(head) + 4 * ((len(signature) + 2) // 3) + len(tail)
     await response.prepare(request)
@@ -103,12 +106,12 @@ async def sign(request: web.Request) -> web.Response:
             del fields
         else:
             raise ScsFailure(400, f"method {request.method} is not used by SCS")
-        log.info("sign request from %s: %s/%s/%s, %d bytes", inert_line(origin) or "(no origin)",
-                 scs_request.signature_type,
-                 scs_request.content_type, scs_request.hash_algorithm, len(scs_request.content))
+        what = (f"{scs_request.signature_type}/{scs_request.content_type}/{scs_request.hash_algorithm}, "
+                f"{len(scs_request.content)} bytes")
+        log.debug("sign request from %s: %s", inert_line(origin) or "(no origin)", what)
         result = await service.sign(scs_request, origin)
         del scs_request  # the answer carries what it needs: the document is released before it is written
-        log.info("sign request from %s: signed", inert_line(origin) or "(no origin)")
+        log.info("sign request from %s: %s: signed", inert_line(origin) or "(no origin)", what)
         return await _signed(request, result)
     except ScsFailure as exc:
         log.info("sign request from %s: failed %d: %s", inert_line(origin) or "(no origin)", exc.code,
