@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import utils
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
@@ -21,6 +22,8 @@ from card.crypto import hash_by_name
 
 XMLDSIG_BASE64 = "http://www.w3.org/2000/09/xmldsig#base64"
 DS = "http://www.w3.org/2000/09/xmldsig#"
+SPLICE_FROM = 1 << 20  # bytes of a non-XML document from which its base64 text bypasses signxml
+_STAND_IN = "c3RhbmQtaW4="  # base64 text signxml signs in the document's place
 _MARK = "digisign-web-document"  # stands in for the base64 document in the tree; not base64 text itself
 
 
@@ -73,10 +76,14 @@ def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[Ca
                ) -> tuple[bytes, Callable[[bytes], bytes]]:
     """The digest the key must sign, and the function that makes the signed document from the card's
     signature (XMLDSig wants ECDSA as r||s, which is what the card returns)."""
+    payload = xml_payload(content)
+    if payload is None and len(content) >= SPLICE_FROM:
+        spliced = _base64_document(content, hash_algorithm, key, chain)
+        if spliced is not None:
+            return spliced
     method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{hash_algorithm}")
     xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
                                    digest_algorithm=getattr(DigestAlgorithm, hash_algorithm))
-    payload = xml_payload(content)
     data: etree._Element | str
     if payload is None:
         xml_signer.encoding = XMLDSIG_BASE64
@@ -107,6 +114,50 @@ def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[Ca
         return b"".join((head, base64.b64encode(content), tail))
 
     return capture.digest, finish
+
+
+def _base64_document(content: bytes, hash_algorithm: str, key: str, chain: Sequence[CardCertificate]
+                     ) -> tuple[bytes, Callable[[bytes], bytes]] | None:
+    """A large non-XML document without passing its base64 text through signxml and libxml2.
+
+    signxml signs a tiny stand-in document; the canonical ds:Object is then stand-in-text-split into the parts
+    around the text, and the real Object's digest is the hash of those parts around the document's base64
+    text (which canonicalisation leaves as it is). SignedInfo, with that digest in, is canonicalised again.
+    Both steps are first checked against what signxml computed for the stand-in; if either differs, None:
+    the caller signs the ordinary way."""
+    algorithm = hash_by_name(hash_algorithm)
+    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{hash_algorithm}")
+    xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
+                                   digest_algorithm=getattr(DigestAlgorithm, hash_algorithm))
+    xml_signer.encoding = XMLDSIG_BASE64
+    capture = _CapturingKey(key, chain[0].key_size, hash_algorithm)
+    root = xml_signer.sign(_STAND_IN, key=capture, key_info=key_info(chain))
+    document = root.find(f"{{{DS}}}Object")
+    signed_info = root.find(f"{{{DS}}}SignedInfo")
+    value = root.find(f"{{{DS}}}SignatureValue")
+    digest_values = signed_info.findall(f".//{{{DS}}}DigestValue") if signed_info is not None else []
+    if document is None or value is None or len(digest_values) != 1 or capture.digest is None:
+        return None
+    canonical = etree.tostring(document, method="c14n")
+    if (canonical.count(_STAND_IN.encode()) != 1
+            or base64.b64decode(digest_values[0].text or "") != algorithm.digest(canonical)
+            or algorithm.digest(etree.tostring(signed_info, method="c14n")) != capture.digest):
+        return None
+    before, after = canonical.split(_STAND_IN.encode())
+    encoded = base64.b64encode(content)
+    hasher = hashes.Hash(algorithm.new())
+    for part in (before, encoded, after):
+        hasher.update(part)
+    digest_values[0].text = base64.b64encode(hasher.finalize()).decode("ascii")
+    to_sign = algorithm.digest(etree.tostring(signed_info, method="c14n"))
+    document.text = _MARK
+
+    def finish(raw: bytes) -> bytes:
+        value.text = base64.b64encode(raw).decode("ascii")
+        head, tail = etree.tostring(root, xml_declaration=True, encoding="UTF-8").split(_MARK.encode("ascii"))
+        return b"".join((head, encoded, tail))
+
+    return to_sign, finish
 
 
 def key_info(chain: Sequence[CardCertificate]) -> etree._Element:

@@ -337,10 +337,22 @@ def signxml_verify(data: bytes, anchor: CardCertificate) -> None:
 
 
 
+LARGE_DOCUMENT = bytes(range(256)) * 6144  # 1.5 MiB, not XML: its base64 text bypasses signxml (xml.SPLICE_FROM)
+
+
 @pytest.mark.parametrize(("hash_name", "content"), [("SHA256", b"<order id='7'><sum>12.50</sum></order>"),
-                                                     ("SHA512", b"\x00\x01 not XML at all <")])
-def test_xml_enveloping(case: Case, root_pem: Path, tmp_path: Path, hash_name: str, content: bytes) -> None:
+                                                     ("SHA512", b"\x00\x01 not XML at all <"),
+                                                     ("SHA384", LARGE_DOCUMENT)])
+def test_xml_enveloping(case: Case, root_pem: Path, tmp_path: Path, hash_name: str, content: bytes,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from digisign_web.signing import xml
+
+    spliced = []
+    original = xml._base64_document
+    monkeypatch.setattr(xml, "_base64_document", lambda *args: spliced.append(original(*args)) or spliced[-1])
     out = make(case, "xml", content, hash_algorithm=hash_name)
+    # The large document took the splicing path, and it was proven against signxml's own digests, not skipped.
+    assert [r is not None for r in spliced] == ([True] if content is LARGE_DOCUMENT else [])
     root = etree.fromstring(out.signature)
     assert root.tag == "{http://www.w3.org/2000/09/xmldsig#}Signature"
     (obj,) = root.findall("ds:Object", DS)
