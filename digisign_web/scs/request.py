@@ -104,17 +104,24 @@ MAX_JSON_DEPTH = 32  # an SCS request nests 3 deep (object, selector, list)
 
 def parse_json(body: bytes | bytearray) -> dict[str, Any]:
     """A JSON object, or ScsFailure(400), also for JSON nested deeper than MAX_JSON_DEPTH (which could
-    otherwise exhaust the parser's recursion and answer 500)."""
+    otherwise exhaust the parser's recursion and answer 500). A bytearray body is emptied."""
     too_deep = ScsFailure(400, f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    brackets = body.count(b"[") + body.count(b"{")
     try:
-        value = json.loads(body)
+        # Decoded first and, for a bytearray, emptied before parsing: json.loads would keep the body, its
+        # decoded text and the parsed content string alive at once (three copies of a large document).
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        if isinstance(body, bytearray):
+            body.clear()
+        value = json.loads(text)
+        del text
     except (ValueError, UnicodeDecodeError) as exc:
         raise ScsFailure(400, f"the request body is not valid JSON ({exc})") from None
     except RecursionError:
         raise too_deep from None
     # Depth-first with one iterator per level (no recursion, memory O(depth)); skipped when the body has
     # too few brackets to nest that deep, as every ordinary request (base64 has none).
-    stack = [iter((value,))] if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH else []
+    stack = [iter((value,))] if brackets > MAX_JSON_DEPTH else []
     while stack:
         for item in stack[-1]:
             if isinstance(item, dict | list):
