@@ -174,15 +174,16 @@ def verify_xml(data: bytes, trust: list[CardCertificate]) -> Report:
     return report
 
 
-def verify_bytes(data: bytes, detached: bytes | None = None,
+async def verify(data: bytes, detached: bytes | None = None,
                  trust: list[CardCertificate] | None = None) -> list[Report]:
-    """Find the format of ``data`` and verify it; ValueError when it is none we know."""
+    """Find the format of ``data`` and verify it; ValueError when it is none we know. pyHanko's checks run
+    on the caller's event loop; the XML check, which is synchronous, in a worker thread."""
     trust = trust or []
     head = data.lstrip()[:16]
     if head.startswith(b"%PDF"):
-        return asyncio.run(verify_pdf(data, trust))
+        return await verify_pdf(data, trust)
     if head.startswith(b"<"):
-        return [verify_xml(data, trust)]
+        return [await asyncio.to_thread(verify_xml, data, trust)]
     if head.startswith(b"-----BEGIN"):
         body = b"".join(line for line in data.strip().splitlines() if not line.startswith(b"-----"))
         data = base64.b64decode(body)
@@ -190,4 +191,10 @@ def verify_bytes(data: bytes, detached: bytes | None = None,
         cms.ContentInfo.load(data)["content"]["signer_infos"]
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError("not a PDF, an XML signature or a CMS SignedData") from exc
-    return [asyncio.run(verify_cms(data, detached, trust))]
+    return [await verify_cms(data, detached, trust)]
+
+
+def verify_bytes(data: bytes, detached: bytes | None = None,
+                 trust: list[CardCertificate] | None = None) -> list[Report]:
+    """:func:`verify` for a program without an event loop (the CLI): the one loop it runs."""
+    return asyncio.run(verify(data, detached, trust))
