@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import Connection
+from card.readers import reader_atr
 
 # The second slot first: the test suites plug their cards into the first one by default.
 VPCD_SLOTS = {35964: "Virtual PCD 00 01", 35963: "Virtual PCD 00 00"}
@@ -108,24 +109,6 @@ def warm_signature_apdus(state_dir: Path, tls_dir: Path, body: bytes, runs: int)
 # --- the cold listing, against OpenSC -------------------------------------------------------------------------
 
 
-def _reader_atr(reader: str) -> bytes | None:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != 0:
-        return None
-    try:
-        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
-        if hresult != 0:
-            return None
-        _, event_state, atr = states[0]
-        if event_state & scard.SCARD_STATE_PRESENT and not event_state & scard.SCARD_STATE_MUTE and atr:
-            return bytes(atr)
-        return None
-    finally:
-        scard.SCardReleaseContext(context)
-
-
 def _vpcd_listening(port: int) -> bool:
     # From the socket table, not by connecting: vpcd would take a probe connection for a card.
     needle = f":{port:04X}"
@@ -154,7 +137,7 @@ def _free_slot(timeout: float) -> tuple[int, str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for port, reader in VPCD_SLOTS.items():
-            if _vpcd_listening(port) and _reader_atr(reader) is None:
+            if _vpcd_listening(port) and reader_atr(reader) is None:
                 return port, reader
         time.sleep(0.5)
     return None
@@ -199,9 +182,9 @@ def cold_list_apdus(root: Path, venv_bin: Path, work: Path, env: dict[str, str],
 
     def cold_run(command: list[str], run_env: dict[str, str], into: ApduSamples) -> str:
         card.remove()
-        _wait(lambda: _reader_atr(reader) is None, 15, f"the card to leave {reader}")
+        _wait(lambda: reader_atr(reader) is None, 15, f"the card to leave {reader}")
         card.insert()
-        _wait(lambda: _reader_atr(reader) is not None, 15, f"the card in {reader}")
+        _wait(lambda: reader_atr(reader) is not None, 15, f"the card in {reader}")
         card.stats.reset()
         result = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -211,7 +194,7 @@ def cold_list_apdus(root: Path, venv_bin: Path, work: Path, env: dict[str, str],
         return result.stdout
 
     try:
-        _wait(lambda: _reader_atr(reader) is not None, 15, f"the virtual card in {reader}")
+        _wait(lambda: reader_atr(reader) is not None, 15, f"the virtual card in {reader}")
         for _ in range(runs):
             out = cold_run([str(venv_bin / "digisign-web"), "list", "--stats", "--json", "--wait", "5",
                             "--exclude-reader", " ".join(o.replace(" ", "*") for o in others)],
@@ -223,7 +206,7 @@ def cold_list_apdus(root: Path, venv_bin: Path, work: Path, env: dict[str, str],
         stop.set()
         thread.join(15)
         try:
-            _wait(lambda: _reader_atr(reader) is None, 15, f"the card to leave {reader}")
+            _wait(lambda: reader_atr(reader) is None, 15, f"the card to leave {reader}")
         except RuntimeError:
             pass
     ours.note = "`digisign-web list --stats --json` (reads the certificates and every PIN's status)"

@@ -296,3 +296,24 @@ class PcscReaders:
 
     def connect(self, reader: str) -> PcscTransport:
         return PcscTransport(reader)
+
+
+def reader_atr(reader: str) -> bytes | None:
+    """The ATR of the card in ``reader`` as pcscd sees it now (None: no card, a mute card, or no reader).
+
+    One status query, no connection: it neither powers the card nor disturbs a program using it."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != 0:
+        return None
+    try:
+        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        if hresult != 0:
+            return None
+        _, event_state, atr = states[0]
+        if event_state & scard.SCARD_STATE_PRESENT and not event_state & scard.SCARD_STATE_MUTE and atr:
+            return bytes(atr)
+        return None
+    finally:
+        scard.SCardReleaseContext(context)

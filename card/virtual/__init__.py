@@ -9,7 +9,7 @@ does not pay for cryptography, asn1crypto and pyscard."""
 
 from __future__ import annotations
 
-import importlib
+from card.lazy import lazy_attributes
 
 TYPE_CHECKING = False  # typing costs milliseconds that ``--help`` should not pay
 
@@ -37,10 +37,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(_HOMES, globals())

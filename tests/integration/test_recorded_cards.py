@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from card import CardCertificate
+from card.readers import reader_atr
 from tests.support.cli import cli_env, run_cli
 from tests.support.net import free_port
 from tests.support.paths import RECORDINGS, ROOT
-from tests.support.pcsc import VPCD_PORTS, reader_atr
+from tests.support.pcsc import VPCD_PORTS
 from tests.support.recordings import MESSAGE, recorded_certificates
 from tests.support.servers import start_server, stop
 from tests.support.wait import async_wait_until, wait_until

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from card.readers import reader_atr
 from tests.support.cli import cli_env
 from tests.support.paths import ROOT
 from tests.support.wait import wait_until
@@ -51,23 +52,7 @@ def pcscd() -> None:
         )
 
 
-def reader_atr(reader: str) -> bytes | None:
-    """The ATR of the card in ``reader`` according to pcscd (None: no card or no reader)."""
-    from smartcard import scard
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != 0:
-        return None
-    try:
-        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
-        if hresult != 0:
-            return None
-        _, event_state, atr = states[0]
-        if event_state & scard.SCARD_STATE_PRESENT and not event_state & scard.SCARD_STATE_MUTE and atr:
-            return bytes(atr)
-        return None
-    finally:
-        scard.SCardReleaseContext(context)
 
 
 @dataclass
