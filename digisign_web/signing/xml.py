@@ -72,6 +72,32 @@ def xml_payload(content: bytes) -> etree._Element | None:
     return tree.getroot()
 
 
+def _signer(hash_algorithm: str, key: str, *, base64_document: bool) -> _EnvelopingSigner:
+    """signxml's enveloping signer for the key algorithm and hash; a base64 document gets its Encoding."""
+    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{hash_algorithm}")
+    signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
+                               digest_algorithm=getattr(DigestAlgorithm, hash_algorithm))
+    if base64_document:
+        signer.encoding = XMLDSIG_BASE64
+    return signer
+
+
+def _finisher(root: etree._Element, value: etree._Element, document: Callable[[], bytes] | None
+              ) -> Callable[[bytes], bytes]:
+    """``finish``: the card's signature into ds:SignatureValue, then the serialised tree; with ``document``,
+    the base64 text it gives is spliced in where the tree holds :data:`_MARK` (base64 needs no escaping)."""
+
+    def finish(raw: bytes) -> bytes:
+        value.text = base64.b64encode(raw).decode("ascii")
+        text = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        if document is None:
+            return text
+        head, tail = text.split(_MARK.encode("ascii"))
+        return b"".join((head, document(), tail))
+
+    return finish
+
+
 def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[CardCertificate]
                ) -> tuple[bytes, Callable[[bytes], bytes]]:
     """The digest the key must sign, and the function that makes the signed document from the card's
@@ -81,12 +107,9 @@ def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[Ca
         spliced = _base64_document(content, hash_algorithm, key, chain)
         if spliced is not None:
             return spliced
-    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{hash_algorithm}")
-    xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
-                                   digest_algorithm=getattr(DigestAlgorithm, hash_algorithm))
+    xml_signer = _signer(hash_algorithm, key, base64_document=payload is None)
     data: etree._Element | str
     if payload is None:
-        xml_signer.encoding = XMLDSIG_BASE64
         data = base64.b64encode(content).decode("ascii")
     else:
         data = payload
@@ -105,15 +128,7 @@ def enveloping(content: bytes, hash_algorithm: str, key: str, chain: Sequence[Ca
             raise AssertionError("signxml did not carry the document as the ds:Object text")
         document.text = _MARK
 
-    def finish(raw: bytes) -> bytes:
-        value.text = base64.b64encode(raw).decode("ascii")
-        text = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-        if payload is not None:
-            return text
-        head, tail = text.split(_MARK.encode("ascii"))
-        return b"".join((head, base64.b64encode(content), tail))
-
-    return capture.digest, finish
+    return capture.digest, _finisher(root, value, None if payload is not None else lambda: base64.b64encode(content))
 
 
 def _base64_document(content: bytes, hash_algorithm: str, key: str, chain: Sequence[CardCertificate]
@@ -126,10 +141,7 @@ def _base64_document(content: bytes, hash_algorithm: str, key: str, chain: Seque
     Both steps are first checked against what signxml computed for the stand-in; if either differs, None:
     the caller signs the ordinary way."""
     algorithm = hash_by_name(hash_algorithm)
-    method = getattr(SignatureMethod, f"{'ECDSA' if key == 'EC' else 'RSA'}_{hash_algorithm}")
-    xml_signer = _EnvelopingSigner(method=methods.enveloping, signature_algorithm=method,
-                                   digest_algorithm=getattr(DigestAlgorithm, hash_algorithm))
-    xml_signer.encoding = XMLDSIG_BASE64
+    xml_signer = _signer(hash_algorithm, key, base64_document=True)
     capture = _CapturingKey(key, chain[0].key_size, hash_algorithm)
     root = xml_signer.sign(_STAND_IN, key=capture, key_info=key_info(chain))
     document = root.find(f"{{{DS}}}Object")
@@ -152,12 +164,7 @@ def _base64_document(content: bytes, hash_algorithm: str, key: str, chain: Seque
     to_sign = algorithm.digest(etree.tostring(signed_info, method="c14n"))
     document.text = _MARK
 
-    def finish(raw: bytes) -> bytes:
-        value.text = base64.b64encode(raw).decode("ascii")
-        head, tail = etree.tostring(root, xml_declaration=True, encoding="UTF-8").split(_MARK.encode("ascii"))
-        return b"".join((head, encoded, tail))
-
-    return to_sign, finish
+    return to_sign, _finisher(root, value, lambda: encoded)
 
 
 def key_info(chain: Sequence[CardCertificate]) -> etree._Element:
