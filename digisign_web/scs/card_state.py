@@ -81,12 +81,16 @@ class CardState:
         with self._lock:
             return list(self._summaries.values())
 
+    def _pin_entries(self, reader: str, pin_label: str) -> list[dict[str, Any]]:
+        """The certificate entries of ``reader``'s summary that show ``pin_label`` (call with the lock held)."""
+        summary = self._summaries.get(reader)
+        return [entry for entry in summary.certificates if entry.get("pin") == pin_label] if summary else []
+
     def known_pin(self, reader: str, pin_label: str) -> tuple[int | None, bool] | None:
         """(tries left, blocked) of a PIN as last learned (at insertion, or from the last VERIFY), else None."""
         with self._lock:
-            summary = self._summaries.get(reader)
-            for entry in summary.certificates if summary else []:
-                if entry.get("pin") == pin_label and "triesLeft" in entry:
+            for entry in self._pin_entries(reader, pin_label):
+                if "triesLeft" in entry:
                     return entry["triesLeft"], bool(entry.get("blocked"))
         return None
 
@@ -94,10 +98,8 @@ class CardState:
         """Record what a signing attempt taught us about a PIN counter, so status pages stay current
         without spending APDUs on re-reading it."""
         with self._lock:
-            summary = self._summaries.get(reader)
-            for entry in summary.certificates if summary else []:
-                if entry.get("pin") == pin_label:
-                    entry.update(triesLeft=tries_left, blocked=blocked)
+            for entry in self._pin_entries(reader, pin_label):
+                entry.update(triesLeft=tries_left, blocked=blocked)
 
 
 def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:

@@ -19,7 +19,7 @@ from digisign_web.settings import Settings
 from digisign_web.web import playground, scs_routes, websigner
 from digisign_web.web.dialog import WebDialog
 from digisign_web.web.dialog import add_routes as add_dialog_routes
-from digisign_web.web.keys import DIALOG, MANAGER, SERVICE, SETTINGS, STATE
+from digisign_web.web.keys import MANAGER, SERVICE, SETTINGS, STATE
 from digisign_web.web.middleware import guard, on_prepare
 from digisign_web.web.pages import add_static_routes, page, template
 
@@ -36,7 +36,6 @@ def build_app(settings: Settings, dialog: Dialog, source: ReaderSource | None = 
     app[MANAGER] = manager
     app[STATE] = state
     app[SERVICE] = service
-    app[DIALOG] = dialog
     scs_routes.add_routes(app)
     app.router.add_get("/", playground_page)
     playground.add_routes(app)

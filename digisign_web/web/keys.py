@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from card import CardManager
-from digisign_web.dialog.protocol import Dialog
 from digisign_web.scs.card_state import CardState
 from digisign_web.scs.service import SigningService
 from digisign_web.settings import Settings
@@ -14,4 +13,3 @@ SERVICE = web.AppKey("signing_service", SigningService)
 STATE = web.AppKey("card_state", CardState)
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("card_manager", CardManager)
-DIALOG = web.AppKey("dialog", Dialog)

@@ -150,14 +150,10 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
                                     headers={"Cache-Control": "no-store"})
         else:
             response = await handler(request)
-    except web.HTTPException as exc:
-        _harden(exc)
-        raise
     finally:
         if connection is not None:
             connection.request_done()
-    _harden(response)
-    return response
+    return response  # hardened, and given CORS on the SCS paths, by on_prepare as it is sent
 
 
 def _route(request: web.Request) -> str | None:
