@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.harness import Connection
 from card.readers import reader_atr
+from card.virtual.vpcd import listening as vpcd_listening
 
 # The second slot first: the test suites plug their cards into the first one by default.
 VPCD_SLOTS = {35964: "Virtual PCD 00 01", 35963: "Virtual PCD 00 00"}
@@ -109,21 +110,6 @@ def warm_signature_apdus(state_dir: Path, tls_dir: Path, body: bytes, runs: int)
 # --- the cold listing, against OpenSC -------------------------------------------------------------------------
 
 
-def _vpcd_listening(port: int) -> bool:
-    # From the socket table, not by connecting: vpcd would take a probe connection for a card.
-    needle = f":{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as fh:
-                for line in fh.readlines()[1:]:
-                    parts = line.split()
-                    if len(parts) > 3 and parts[1].endswith(needle) and parts[3] == "0A":
-                        return True
-        except OSError:
-            continue
-    return False
-
-
 def _wait(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -137,7 +123,7 @@ def _free_slot(timeout: float) -> tuple[int, str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for port, reader in VPCD_SLOTS.items():
-            if _vpcd_listening(port) and reader_atr(reader) is None:
+            if vpcd_listening(port) and reader_atr(reader) is None:
                 return port, reader
         time.sleep(0.5)
     return None

@@ -108,3 +108,21 @@ def run(
         if not reconnect and card.present:
             return
         stop.wait(0.1 if card.present else 0)
+
+
+def listening(port: int = DEFAULT_PORT) -> bool:
+    """Whether something (pcscd's vpcd driver) listens on TCP ``port`` of this machine.
+
+    Read from the kernel's socket tables rather than by connecting: vpcd would take a probe connection
+    for a card being plugged in."""
+    needle = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                for line in fh.readlines()[1:]:
+                    parts = line.split()
+                    if len(parts) > 3 and parts[1].endswith(needle) and parts[3] == "0A":  # 0A: LISTEN
+                        return True
+        except OSError:
+            continue
+    return False

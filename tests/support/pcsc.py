@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from card.readers import reader_atr
+from card.virtual.vpcd import listening as vpcd_listening
 from tests.support.cli import cli_env
 from tests.support.paths import ROOT
 from tests.support.wait import wait_until
@@ -25,25 +26,10 @@ from tests.support.wait import wait_until
 VPCD_PORTS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
 
 
-def _vpcd_listening(port: int) -> bool:
-    # Read the socket table rather than connecting: a probe connection would look like a card to vpcd.
-    needle = f":{port:04X} "
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as fh:
-                for line in fh.readlines()[1:]:
-                    parts = line.split()
-                    if len(parts) > 3 and parts[1].endswith(needle.strip()) and parts[3] == "0A":
-                        return True
-        except OSError:
-            continue
-    return False
-
-
 @pytest.fixture(scope="session")
 def pcscd() -> None:
     """A running pcscd with the vpcd driver, or a failure that says how to get one."""
-    if not os.path.exists("/run/pcscd/pcscd.comm") or not _vpcd_listening(35963):
+    if not os.path.exists("/run/pcscd/pcscd.comm") or not vpcd_listening(35963):
         pytest.fail(
             "pcscd with vsmartcard-vpcd is not running (no /run/pcscd/pcscd.comm or nothing on TCP "
             "35963). Run the suite with `make test` (it installs and starts pcscd as root), or start "
