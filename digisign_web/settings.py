@@ -68,6 +68,18 @@ class Settings:
     spam_cancel_limit: int = 3  # spamCancelLimit: cancels from one origin ...
     spam_window: float = 60.0  # spamWindowSeconds: ... within this window ...
     spam_block: float = 300.0  # spamBlockSeconds: ... block that origin this long
+    # vendor keys of daily use (issue 13): the smart-card cache, PIN rules, screen lock
+    smart_card_sn_cache: int = 3  # SmartCardSNCache: 0 off, 1 plain, 2 fixed-key encrypted, 3 machine+user key
+    smart_card_cache_path: str = ""  # SmartCardCachePath ("": <state dir>/cache)
+    pin_min_length: int = 0  # pinMinLength (0: the card's own minimum)
+    pin_numeric_values_only: bool = False  # pinNumericValuesOnly (overrides the card's PIN type)
+    pin_ignore_pin_type_check: bool = False  # pinIgnorePinTypeCheck (ignore type rules, incl. the one above)
+    pin_complexity_check: int = 0  # pinComplexityCheck (bit mask, see the vendor table)
+    disable_pin_unblocking: bool = False  # disablePinUnblocking
+    close_gui_server_when_lock: bool = True  # closeGUIServerWhenLock (screen lock: cancel dialogs, log out)
+    # tokens through PKCS#11 (issue 14)
+    pkcs11_module: str = ""  # pkcs11Module (space-separated module paths)
+    pkcs11_preferred: bool = False  # pkcs11Preferred (a card seen by both: 1 takes the module's view)
     sources: tuple[str, ...] = ()  # files that were read, in order
     warnings: tuple[str, ...] = ()  # human-readable problems (unknown keys, bad values)
     ignored: tuple[str, ...] = ()  # known vendor keys that do not apply here
@@ -161,6 +173,13 @@ def _language(value: str) -> str:
     return language
 
 
+def _plain_path(value: str) -> str:
+    """A path (or, for pkcs11Module, several separated by spaces): any printable text, kept as written."""
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("expected printable text")
+    return value.strip()
+
+
 def _version(value: str) -> str:
     if not _VERSION.fullmatch(value):
         raise ValueError("expected a version number like 1.1")
@@ -197,6 +216,16 @@ KEYS: dict[str, _Key] = {
         _Key("spamCancelLimit", "spam_cancel_limit", _int_in(1, 1000)),
         _Key("spamWindowSeconds", "spam_window", _seconds(DAY)),
         _Key("spamBlockSeconds", "spam_block", _seconds(DAY)),
+        _Key("SmartCardSNCache", "smart_card_sn_cache", _int_in(0, 3)),
+        _Key("SmartCardCachePath", "smart_card_cache_path", _plain_path),
+        _Key("pinMinLength", "pin_min_length", _int_in(0, 16)),
+        _Key("pinNumericValuesOnly", "pin_numeric_values_only", _bool),
+        _Key("pinIgnorePinTypeCheck", "pin_ignore_pin_type_check", _bool),
+        _Key("pinComplexityCheck", "pin_complexity_check", _int_in(0, 31)),
+        _Key("disablePinUnblocking", "disable_pin_unblocking", _bool),
+        _Key("closeGUIServerWhenLock", "close_gui_server_when_lock", _bool),
+        _Key("pkcs11Module", "pkcs11_module", _plain_path),
+        _Key("pkcs11Preferred", "pkcs11_preferred", _bool),
     )
 }
 
@@ -204,13 +233,13 @@ KEYS: dict[str, _Key] = {
 # not implement. Their values are never kept: some of them (gpMasterKey, scTerminalKey) are secrets.
 VENDOR_IGNORED: frozenset[str] = frozenset({
     "aboutDialogBitmap", "changePinCacheCount", "changePinInitialPeriod", "changePinPeriod", "closeBrowsers",
-    "closeBrowsersConfirm", "closeBrowsersExcludeReader", "closeGUIServerWhenLock", "cryptokiPinCache",
+    "closeBrowsersConfirm", "closeBrowsersExcludeReader", "cryptokiPinCache",
     "cryptokiSoftwareKeyGen", "DataPath", "disableAuthTab", "disableCryptokiAutoLogin", "disableCryptokiBufferCheck",
-    "disableCryptokiPIN2Slot", "disablePinUnblocking", "forceSelectApplet",
+    "disableCryptokiPIN2Slot", "forceSelectApplet",
     "HTTPToolkitEnabled", "managerBannerBitmap", "minidriverAuthMode", "minidriverAutoAuthExclude",
-    "minidriverPinCache", "minidriverReadOnly", "pinComplexityCheck", "pinDialogBitmap", "pinIgnorePinTypeCheck",
-    "pinMinLength", "pinNumericValuesOnly", "removeAllCertificatesOnEmptyEvent", "showAsn1CertInWindows",
-    "SmartCardCachePath", "SmartCardSNCache", "SplashBitmap", "toolkitPinCache", "userLevel", "loadCertificates",
+    "minidriverPinCache", "minidriverReadOnly", "pinDialogBitmap",
+    "removeAllCertificatesOnEmptyEvent", "showAsn1CertInWindows",
+    "SplashBitmap", "toolkitPinCache", "userLevel", "loadCertificates",
     # section 3.1, "Optional settings"
     "gpMasterKey", "gpCardManager", "scCVCert", "scCVCSignerKey", "scTerminalKey", "scMaxRsaObjectSize",
     "activationDialogWallpaper", "activationDialogTextColor",

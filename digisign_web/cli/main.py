@@ -27,7 +27,8 @@ TYPE_CHECKING = False  # typing costs milliseconds that --help should not pay
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-DESCRIPTION = """Commands: ``serve``, ``list``, ``sign``, ``verify``, ``virtual-card`` and ``trust``.
+DESCRIPTION = """Commands: ``serve``, ``list``, ``sign``, ``verify``, ``pin``, ``doctor``, ``service``,
+``virtual-card`` and ``trust``.
 
 A bad path or file on the command line (missing, a directory, unreadable, not the expected format, an
 output directory that does not exist, a state directory that cannot be written) is one line on stderr and
@@ -49,6 +50,9 @@ cmd_list = _command("cards", "cmd_list")
 cmd_virtual_card = _command("cards", "cmd_virtual_card")
 cmd_sign = _command("signing", "cmd_sign")
 cmd_verify = _command("signing", "cmd_verify")
+cmd_pin = _command("pin", "cmd_pin")
+cmd_doctor = _command("doctor", "cmd_doctor")
+cmd_service = _command("service", "cmd_service")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -81,9 +85,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {inert_line(message, limit=1000)} (see --help)\n")
 
 
+def _version() -> str:
+    from digisign_web import __version__
+
+    return __version__
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=path_arg,
+                        help="DigiSign.conf-style settings file, read after the usual ones (later wins)")
+
+
+def _add_pkcs11(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pkcs11-module", action="append", type=path_arg, metavar="PATH",
+                        help="also use the tokens of this PKCS#11 module (repeatable; adds to pkcs11Module)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="digisign-web", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("--version", action="version", version=f"digisign-web {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the local HTTPS signing server")
@@ -101,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-cancel", action="store_true", help="the auto dialog cancels every request instead")
     p.add_argument("--auto-approve-real-cards", action="store_true",
                    help="DANGEROUS: let the auto dialog sign with real cards, with nobody asked")
+    p.add_argument("--listen", metavar="ADDR",
+                   help="listen on this address instead of loopback (containers in CI; logged as a warning)")
+    _add_pkcs11(p)
     add_card_policy(p)
     p.set_defaults(func=cmd_serve)
 
@@ -111,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list an in-process virtual card instead of PC/SC readers")
     p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_config(p)
+    _add_pkcs11(p)
     add_card_policy(p)
     p.set_defaults(func=cmd_list)
 
@@ -134,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
     p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_config(p)
+    _add_pkcs11(p)
     add_card_policy(p)
     p.set_defaults(func=cmd_sign)
 
@@ -142,6 +170,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detached", type=path_arg, help="the signed content, for a detached CMS")
     p.add_argument("--trust", type=path_arg, action="append", help="PEM file of trusted root certificate(s)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("pin", help="PIN status, change, and unblock with the PUK")
+    p.add_argument("action", choices=("status", "change", "unblock"))
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pin1", dest="pin_ref", action="store_const", const="pin1",
+                       help="the authentication PIN (PIN1)")
+    which.add_argument("--pin2", dest="pin_ref", action="store_const", const="pin2",
+                       help="the signature PIN (PIN2; the default for change and unblock)")
+    p.add_argument("--stdin", action="store_true",
+                   help="read the PINs from standard input, one per line, instead of asking without echo")
+    p.add_argument("--json", action="store_true", help="machine-readable output (status)")
+    p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
+    p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_config(p)
+    add_card_policy(p)
+    p.set_defaults(func=cmd_pin)
+
+    p = sub.add_parser("doctor", help="check everything that browser signing needs, one line per check")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
+    p.add_argument("--port", type=port_number, default=None, help="the SCS port to check (default: httpsPorts)")
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_config(p)
+    _add_pkcs11(p)
+    add_card_policy(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("service", help="run the server at login (systemd user unit, or XDG autostart)")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--dry-run", action="store_true", help="print what would be written or run, change nothing")
+    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
+    _add_config(p)
+    p.set_defaults(func=cmd_service)
 
     p = sub.add_parser("virtual-card", help="plug the virtual FINEID card into pcscd through vpcd")
     p.add_argument("--profile", choices=VIRTUAL_PROFILES, default="fineid-v4")

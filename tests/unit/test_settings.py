@@ -36,6 +36,8 @@ VENDOR_TABLE = {
 IMPLEMENTED_VENDOR_KEYS = {
     "strictSCSKeyPolicy", "HTTPSignerDisabled", "excludeReader", "allowUnknownCards", "validTokenInfoLabel",
     "buildReaderListTimer", "Language", "certExpirationWarningDays", "dropAuthentication",
+    "SmartCardSNCache", "SmartCardCachePath", "pinMinLength", "pinNumericValuesOnly", "pinIgnorePinTypeCheck",
+    "pinComplexityCheck", "disablePinUnblocking", "closeGUIServerWhenLock",
 }
 
 
@@ -254,10 +256,11 @@ def test_parse_settings_text_leaves_out_unknown_and_ignored_keys() -> None:
 
 def test_ignored_vendor_keys(tmp_path: Path, env: dict[str, str]) -> None:
     write(settings_mod.SYSTEM_CONFIG, "minidriverPinCache=1\nuserLevel=0\n")
-    s = load_text(tmp_path, env, "CRYPTOKIPINCACHE=1\nminidriverpincache=0\ncloseBrowsers=1\nSmartCardSNCache=3\n"
+    s = load_text(tmp_path, env, "CRYPTOKIPINCACHE=1\nminidriverpincache=0\ncloseBrowsers=1\nSmartCardSNCache=1\n"
                                  "forceSelectApplet=0\nloadCertificates=1\npinMinLength=4\nscTerminalKey=CAFEBABE99\n")
-    assert s.ignored == ("SmartCardSNCache", "closeBrowsers", "cryptokiPinCache", "forceSelectApplet",
-                         "loadCertificates", "minidriverPinCache", "pinMinLength", "scTerminalKey", "userLevel")
+    assert s.ignored == ("closeBrowsers", "cryptokiPinCache", "forceSelectApplet",
+                         "loadCertificates", "minidriverPinCache", "scTerminalKey", "userLevel")
+    assert (s.smart_card_sn_cache, s.pin_min_length) == (1, 4)  # implemented now (issue 13), not ignored
     assert list(s.ignored) == sorted(set(s.ignored))
     assert s.warnings == ()
     assert "CAFEBABE99" not in repr(s)  # a vendor secret is never kept
