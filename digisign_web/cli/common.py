@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from card import CardPolicy
+    from digisign_web.settings import Settings
 
 
 class CliError(Exception):
@@ -132,10 +133,23 @@ def add_card_policy(parser: argparse.ArgumentParser) -> None:
                         help="accept only tokens whose TokenInfo label matches one of these wildcards")
 
 
-def card_policy_of(args: argparse.Namespace) -> CardPolicy:
+def settings_of(args: argparse.Namespace) -> Settings:
+    """DigiSign.conf as ``serve`` reads it (all layers, then ``--config``), for every command that uses a card.
+
+    A missing ``--config`` file is one line and exit 2 (CliError), never a silent default."""
+    from digisign_web.settings import load_settings
+
+    config = getattr(args, "config", None)
+    if config is not None:
+        check_config(config)
+    return load_settings(config)
+
+
+def card_policy_of(args: argparse.Namespace, settings: Settings | None = None) -> CardPolicy:
+    """The card policy of ``settings`` (default: none read), with the command line's options winning."""
     from digisign_web.settings import Settings, card_policy
 
-    return card_policy(Settings(), exclude_reader=args.exclude_reader,
+    return card_policy(settings or Settings(), exclude_reader=args.exclude_reader,
                        allow_unknown_cards=bool(args.allow_unknown_cards),
                        valid_token_info_label=args.valid_token_info_label)
 
