@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -173,7 +174,12 @@ async def _run(options: ServeOptions) -> int:
             print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
         print(f"dialog: {options.dialog}", flush=True)
         log.info("listening on port %d", port)
-        await asyncio.Event().wait()
+        # SIGTERM (systemd's stop, `kill`) ends the server like Ctrl-C does: through the cleanup below, so the
+        # card manager stops and the card is released, instead of the process dying where it stands.
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        await stopping.wait()
+        log.info("stopping (SIGTERM)")
     finally:
         limits.close()
         await runner.cleanup()
