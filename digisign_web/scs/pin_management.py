@@ -141,7 +141,7 @@ class PinManagement:
             broken = check(card_format(pin), old, "old") + check(new_pin_policy(pin, self.settings), new, "new", again)
             if broken:
                 raise _rules_error(which, broken)
-            self._refuse_blocked(token, which, pin)
+            self.refuse_blocked(token, which, pin)
             return self._run(token, which, "change", lambda: token.change_pin(pin, old, new))
 
     def unblock(self, token: Token, which: str, puk: str, new: str, again: str | None = None) -> list[PinCounter]:
@@ -158,7 +158,7 @@ class PinManagement:
                                                                       again)
             if broken:
                 raise _rules_error(which, broken)
-            self._refuse_blocked(token, "puk", puk_info)
+            self.refuse_blocked(token, "puk", puk_info)
             return self._run(token, which, "unblock", lambda: token.unblock_pin(pin, puk, new))
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -174,7 +174,8 @@ class PinManagement:
             self.state.note_pin(token.reader, pin.label, status.tries_left, status.blocked)
         return PinCounter(which, pin.label, status.tries_left, status.max_tries, status.blocked, status.must_change)
 
-    def _refuse_blocked(self, token: Token, which: str, pin: PinInfo) -> None:
+    def refuse_blocked(self, token: Token, which: str, pin: PinInfo) -> None:
+        """Raise the one message for a blocked PIN (or PUK), read without spending a try."""
         try:
             counter = self._counter(token, which, pin)
         except CardError as exc:
