@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd opensc xmlsec1 poppler-utils libnss3-tools
-      openssl chromium gcc procps iproute2 make)
+      openssl chromium gcc procps iproute2 make softhsm2 libp11-kit-dev)
 
 if ! command -v python3 >/dev/null 2>&1; then
     pkgs+=(python3 python3-venv python3-dev)

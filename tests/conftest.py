@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.support.servers",
     "tests.support.browser",
     "tests.support.relying_party",
+    "tests.support.softhsm",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -43,6 +44,7 @@ _BY_FIXTURE = {
     "chromium_path": "browser",
     "served": "process",
     "web_server": "process",
+    "softhsm_token": "process",  # SoftHSM2 tokens are made by child processes (tests/support/softhsm.py)
 }
 
 
