@@ -191,6 +191,12 @@ function certificateRow(cert) {
   const role = cert.role === "signature" ? t("pg.roleSignature") : cert.role === "authentication" ?
     t("pg.roleAuthentication") : cert.role;
   tags.append(el("span", "badge" + (cert.role === "signature" ? " sig" : ""), role));
+  // certExpirationWarningDays, worked out by the server as of this status (D50)
+  if (cert.validity === "expired") tags.append(el("span", "badge bad expiry", t("pg.certExpired")));
+  else if (cert.validity === "not-yet-valid") tags.append(el("span", "badge bad expiry", t("pg.certNotYetValid")));
+  else if (cert.validity === "expiring") {
+    tags.append(el("span", "badge warn expiry", t("pg.certExpiring", { n: Math.max(0, Number(cert.daysLeft)) })));
+  }
   if (cert.pin) {
     if (cert.blocked) {
       tags.append(el("span", "badge bad tries", t("pg.blocked")));

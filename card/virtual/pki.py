@@ -52,6 +52,54 @@ _PEOPLE = {
 PROFILES = tuple(_PEOPLE)
 # Bumped when the certificates' encoding changes: stored keys are kept, certificates are issued again.
 PKI_VERSION = 2
+LEAF_DAYS = 1826  # the default leaf certificate: valid from yesterday for five years
+
+# Test-oriented: lets a test give the virtual card an expired, expiring or not yet valid certificate (D52).
+# ``sign=-1`` (the signature certificates expired a day ago), ``auth=10`` (expires in 10 days),
+# ``sign=30:400`` (valid from 30 days ahead to 400 days ahead); several joined with commas. Also the
+# ``--cert-days`` option of ``serve`` and ``virtual-card``.
+CERT_DAYS_ENV = "DIGISIGN_WEB_VIRTUAL_CERT_DAYS"
+CERT_ROLES = ("auth", "sign")
+
+
+@dataclass(frozen=True)
+class CertDays:
+    """A leaf's validity period in days from the moment it is issued: [start, end]; start None = the default
+    (yesterday, or five years before ``end`` when that is earlier, so an expired certificate looks used)."""
+
+    end: float
+    start: float | None = None
+
+    def bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        not_after = now + dt.timedelta(days=self.end)
+        if self.start is not None:
+            return now + dt.timedelta(days=self.start), not_after
+        return min(now - dt.timedelta(days=1), not_after - dt.timedelta(days=LEAF_DAYS)), not_after
+
+    def spec(self) -> str:
+        return f"{self.end:g}" if self.start is None else f"{self.start:g}:{self.end:g}"
+
+
+def parse_cert_days(text: str) -> dict[str, CertDays]:
+    """``ROLE=DAYS[,ROLE=DAYS]`` (ROLE auth or sign; DAYS ``N`` or ``FROM:TO``, may be negative or
+    fractional) -> the periods asked for; ValueError with the reason for anything else."""
+    out: dict[str, CertDays] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        role, sep, days = part.partition("=")
+        role = role.strip().lower()
+        if not sep or role not in CERT_ROLES:
+            raise ValueError(f"{part!r}: expected ROLE=DAYS with ROLE one of {', '.join(CERT_ROLES)}")
+        try:
+            first, colon, second = days.partition(":")
+            period = CertDays(float(second), float(first)) if colon else CertDays(float(first))
+        except ValueError:
+            raise ValueError(f"{part!r}: DAYS is a number of days (e.g. -1, 10, 30:400)") from None
+        if period.start is not None and period.start > period.end:
+            raise ValueError(f"{part!r}: the period starts after it ends")
+        if not all(abs(v) <= 36500 for v in (period.end, period.start or 0.0)):
+            raise ValueError(f"{part!r}: at most 36500 days either way")
+        out[role] = period
+    return out
 
 
 @dataclass(frozen=True)
@@ -199,8 +247,12 @@ def _issue(
     ca: bool,
     usage: set[str],
     eku: list[str] | None = None,
+    period: CertDays | None = None,
 ) -> CardCertificate:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    not_before, not_after = now - dt.timedelta(days=1), now + dt.timedelta(days=days)
+    if period is not None:
+        not_before, not_after = period.bounds(now)
     spki = _spki(public_key)
     own_id = hashlib.sha1(spki["public_key"].contents[1:]).digest()
     issuer_spki = _spki(issuer_key.public_key())
@@ -228,8 +280,8 @@ def _issue(
         "serial_number": int.from_bytes(secrets.token_bytes(16), "big") >> 1,
         "signature": signature_algorithm,
         "issuer": issuer,
-        "validity": {"not_before": asn1_x509.Time(name="utc_time", value=now - dt.timedelta(days=1)),
-                     "not_after": asn1_x509.Time(name="utc_time", value=now + dt.timedelta(days=days))},
+        "validity": {"not_before": asn1_x509.Time(name="utc_time", value=not_before),
+                     "not_after": asn1_x509.Time(name="utc_time", value=not_after)},
         "subject": subject,
         "subject_public_key_info": spki,
     })
@@ -278,13 +330,18 @@ def _new_serial(profile: str) -> str:
     return "FI" + "".join(secrets.choice("0123456789") for _ in range(6)) + card_number
 
 
-def load_or_create(state_dir: Path, profile: str) -> CardIdentity:
+def load_or_create(state_dir: Path, profile: str, cert_days: dict[str, CertDays] | None = None) -> CardIdentity:
     """The identity of the virtual card ``profile`` kept under ``state_dir``; created on first use.
 
-    Keys are kept across upgrades; certificates of an older :data:`PKI_VERSION` are issued again.
+    Keys are kept across upgrades; certificates of an older :data:`PKI_VERSION` are issued again, and so
+    are the leaves when the validity asked for (``cert_days``, default: :data:`CERT_DAYS_ENV`, else five
+    years) differs from the stored one's, so a test's expired certificate never outlives the test's setting.
     """
     if profile not in _PEOPLE:
         raise ValueError(f"unknown virtual card profile {profile!r}; choose from {', '.join(_PEOPLE)}")
+    if cert_days is None:
+        cert_days = parse_cert_days(os.environ.get(CERT_DAYS_ENV, ""))
+    periods = {role: cert_days[role].spec() for role in CERT_ROLES if role in cert_days}
     person = _PEOPLE[profile]
     base = Path(state_dir) / "virtual-card"
     with _locked(base):
@@ -296,7 +353,7 @@ def load_or_create(state_dir: Path, profile: str) -> CardIdentity:
         meta_path = card_dir / "card.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if (meta.get("pki_version") == PKI_VERSION and meta.get("ca") == ca.cert.sha256_fingerprint
-                and all(p.exists() for p in files.values())):
+                and meta.get("cert_days", {}) == periods and all(p.exists() for p in files.values())):
             leaves = [LeafMaterial(_load_key(files[f"{s}.key"]), _load_cert(files[f"{s}.pem"])) for s in stems]
             return CardIdentity(profile, root.cert, ca.cert, leaves[0], tuple(leaves[1:]), meta["serial"])
 
@@ -312,14 +369,16 @@ def load_or_create(state_dir: Path, profile: str) -> CardIdentity:
             if stem == "auth":
                 usage = {"digital_signature", "key_agreement"} if spec.startswith("ec:") else \
                     {"digital_signature", "key_encipherment", "data_encipherment"}
-                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, 1826, False, usage,
-                              ["client_auth", "email_protection"])
+                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, LEAF_DAYS, False, usage,
+                              ["client_auth", "email_protection"], cert_days.get("auth"))
             else:
-                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, 1826, False,
-                              {"non_repudiation"})
+                cert = _issue(subject, key.public_key(), ca.cert.asn1.subject, ca.key, LEAF_DAYS, False,
+                              {"non_repudiation"}, period=cert_days.get("sign"))
             _write_public(files[f"{stem}.pem"], cert.pem.encode())
             leaves.append(LeafMaterial(key, cert))
         serial = meta.get("serial") or _new_serial(profile)
-        _write_public(meta_path, json.dumps({"serial": serial, "pki_version": PKI_VERSION,
-                                             "ca": ca.cert.sha256_fingerprint}).encode())
+        record = {"serial": serial, "pki_version": PKI_VERSION, "ca": ca.cert.sha256_fingerprint}
+        if periods:  # the default card's record stays as it always was
+            record["cert_days"] = periods
+        _write_public(meta_path, json.dumps(record).encode())
         return CardIdentity(profile, root.cert, ca.cert, leaves[0], tuple(leaves[1:]), serial)

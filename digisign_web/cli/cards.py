@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -13,21 +14,29 @@ from card import CardError, CardManager, Token, TransportError, list_readers
 from card.virtual import VirtualCard, VirtualReader, vpcd
 from card.virtual.cardside import CardSide
 from card.virtual.replay import RecordedCard
-from digisign_web.cli.common import CliError, card_policy_of, state_dir
+from digisign_web.cli.common import CliError, card_policy_of, settings_of, state_dir
+from digisign_web.scs.expiry import Validity, expiry
 
 log = logging.getLogger("digisign_web")
 
 
-def _token_report(token: Token) -> dict[str, object]:
+def _token_report(token: Token, warning_days: int, now: dt.datetime | None = None) -> dict[str, object]:
     certs = []
     for cert in token.certificates():
+        x509 = cert.certificate
+        state = expiry(x509.not_before, x509.not_after, warning_days, now)
         entry: dict[str, object] = {
             "label": cert.label,
             "role": cert.role,
             "subject": cert.subject,
             "issuer": cert.issuer,
             "serial_number": format(cert.certificate.serial_number, "X"),
+            "not_before": x509.not_before.isoformat(),
             "not_after": cert.certificate.not_after.isoformat(),
+            # valid | expiring (within certExpirationWarningDays) | expired | not-yet-valid (D50)
+            "validity": str(state.validity),
+            "days_left": state.days_left,
+            "validity_text": state.text(),
             "key_usage": cert.key_usage,
             "key_algorithm": cert.key_algorithm,
             "key_size": cert.key_size,
@@ -78,6 +87,7 @@ def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object
             print(f"      subject:   {cert['subject']}")
             print(f"      issuer:    {cert['issuer']}")
             print(f"      key usage: {', '.join(cert['key_usage'])}   key: {algo}")
+            print(f"      validity:  {_validity_text(cert)}")
             pin = cert.get("pin")
             if pin:
                 state = "BLOCKED (unblock with the PUK)" if pin["blocked"] else (
@@ -87,11 +97,26 @@ def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object
                 print(f"      PIN:       {pin['label']} ({state})")
 
 
+def _validity_text(cert: dict) -> str:
+    """"expires 2027-05-01 (in 500 days)", with EXPIRES SOON, EXPIRED or NOT YET VALID in front when so."""
+    text = str(cert["validity_text"])
+    validity = cert["validity"]
+    if validity == Validity.EXPIRING:
+        return f"EXPIRES SOON: {text}"
+    never = "; never offered for signing" if cert.get("key_reference") is not None else ""
+    if validity == Validity.EXPIRED:
+        return f"EXPIRED: {text}{never}"
+    if validity == Validity.NOT_YET_VALID:
+        return f"NOT YET VALID: {text}{never}"
+    return text
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    settings = settings_of(args)  # DigiSign.conf as serve reads it; its warnings are logged once, here
     virtual = None
     if args.virtual_card:
         virtual = VirtualCard(args.virtual_card, state_dir(args.state_dir))
-    manager = CardManager(card_policy_of(args), VirtualReader(virtual) if virtual is not None else None)
+    manager = CardManager(card_policy_of(args, settings), VirtualReader(virtual) if virtual is not None else None)
     try:
         if virtual is None:
             list_readers()  # fail fast, with the reason, when pcscd is not there
@@ -101,7 +126,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         stats = []
         for token in manager.tokens():
             try:
-                reports.append(_token_report(token))
+                reports.append(_token_report(token, settings.cert_expiration_warning_days))
                 stats.append({"reader": token.reader, **token.transport.stats.snapshot()})
             except CardError as exc:
                 log.error("%s: %s", token.reader, exc)
@@ -137,8 +162,13 @@ def cmd_virtual_card(args: argparse.Namespace) -> int:
             raise CliError(f"--replay {exc}") from None
         description = f"{card.name} (from {args.replay})"
     else:
-        card = VirtualCard(args.profile, state_dir(args.state_dir), atr=args.atr, token_label=args.label,
-                           pkcs15=not args.no_pkcs15)
+        identity = None
+        if getattr(args, "cert_days", None):  # for tests: expired, expiring or not yet valid certificates (D52)
+            from card.virtual.pki import load_or_create, parse_cert_days
+
+            identity = load_or_create(state_dir(args.state_dir), args.profile, parse_cert_days(args.cert_days))
+        card = VirtualCard(args.profile, state_dir(args.state_dir), identity=identity, atr=args.atr,
+                           token_label=args.label, pkcs15=not args.no_pkcs15)
         description = f"virtual card {args.profile} (serial {card.identity.serial})"
     card.faults.delay = args.slow_ms / 1000.0
     stop = threading.Event()

@@ -11,10 +11,19 @@ from pathlib import Path
 
 from card import CardError, CardManager, Certificate, Token, WrongPinError
 from card.virtual import VirtualCard, VirtualReader
-from digisign_web.cli.common import CliError, card_policy_of, check_output, read_input, state_dir, why
+from digisign_web.cli.common import CliError, card_policy_of, check_output, read_input, settings_of, state_dir, why
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from digisign_web.settings import Settings
 
 
-def _pick_certificate(args: argparse.Namespace, manager: CardManager) -> tuple[Token, Certificate]:
+def _pick_certificate(args: argparse.Namespace, manager: CardManager, warning_days: int) -> tuple[Token, Certificate]:
+    """The first usable card's key of the asked role (and algorithm). ``--key-algorithm`` is the user's own
+    choice, so it is always strict (strictSCSKeyPolicy is for pages' preferences, D52). An expired or not yet
+    valid certificate is never used (D50); one within certExpirationWarningDays is used, with a warning."""
+    from digisign_web.scs.expiry import Validity, expiry
+
     tokens = [t for t in manager.tokens() if not args.reader or t.reader == args.reader]
     if not tokens:
         problems = "; ".join(f"{r}: {p}" for r, p in manager.problems().items())
@@ -28,7 +37,16 @@ def _pick_certificate(args: argparse.Namespace, manager: CardManager) -> tuple[T
     if not keys:
         algorithm = f" {args.key_algorithm.upper()}" if args.key_algorithm else ""
         raise CardError(f"the card in {token.reader} has no{algorithm} {role} key")
-    return token, keys[0]
+    states = [expiry(c.certificate.not_before, c.certificate.not_after, warning_days) for c in keys]
+    usable = [(c, state) for c, state in zip(keys, states, strict=True) if state.validity.usable]
+    if not usable:
+        why = "; ".join(sorted({state.text() for state in states}))
+        raise CardError(f"the {role} certificate in {token.reader} {why}: it cannot be used to sign")
+    cert, state = usable[0]
+    if state.validity is Validity.EXPIRING:
+        print(f"warning: the {role} certificate {state.text()} (certExpirationWarningDays={warning_days})",
+              file=sys.stderr)
+    return token, cert
 
 
 def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str:
@@ -53,13 +71,14 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if args.type == "pades":
         _check_pdf(content, args.infile)
     size = len(content)
+    settings: Settings = settings_of(args)  # DigiSign.conf as serve reads it; its warnings are logged once
     virtual = VirtualCard(args.virtual_card, state_dir(args.state_dir)) if args.virtual_card else None
-    manager = CardManager(card_policy_of(args), VirtualReader(virtual) if virtual is not None else None)
+    manager = CardManager(card_policy_of(args, settings), VirtualReader(virtual) if virtual is not None else None)
     hash_algorithm = args.hash.upper().replace("-", "")
     try:
         manager.start()
         manager.wait_settled(timeout=args.wait)
-        token, cert = _pick_certificate(args, manager)
+        token, cert = _pick_certificate(args, manager, settings.cert_expiration_warning_days)
         content_type = args.content_type
         if args.type == "cms-pades" and content_type == "data":
             content, content_type = hashlib.new(hash_algorithm.lower(), content).digest(), "digest"

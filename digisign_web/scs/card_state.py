@@ -1,7 +1,13 @@
-"""What the server knows about present cards, kept from reader events: ``/version`` answers from it (no APDU)."""
+"""What the server knows about present cards, kept from reader events: ``/version`` answers from it (no APDU).
+
+A card is read once when it arrives; each certificate that is expired, not yet valid, or expiring within
+certExpirationWarningDays is logged then (D50). Validity itself is worked out again whenever it is asked
+for (``/version``, the playground), because a card may stay in the reader past its certificate's notAfter.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -12,8 +18,10 @@ from card import (
     CardManager,
     ReaderEvent,
 )
+from digisign_web.scs.expiry import Validity, expiry
 from digisign_web.scs.request import HASH_LIST
 from digisign_web.signing import formats
+from digisign_web.text import inert_line
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +39,34 @@ class CardSummary:
     key_algorithms: list[str] = field(default_factory=list)
     certificates: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
+    # (notBefore, notAfter) of each entry of ``certificates``, and (algorithm, notBefore, notAfter) of each key
+    periods: list[tuple[dt.datetime, dt.datetime]] = field(default_factory=list, repr=False)
+    keys: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list, repr=False)
+
+    def certificates_now(self, warning_days: int, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """``certificates`` with each one's ``validity`` (valid, expiring, expired, not-yet-valid) and
+        ``daysLeft`` as of ``now`` (copies: the stored entries keep what was true at insertion)."""
+        out = []
+        for entry, (not_before, not_after) in zip(self.certificates, self.periods, strict=True):
+            state = expiry(not_before, not_after, warning_days, now)
+            out.append({**entry, "validity": str(state.validity), "daysLeft": state.days_left})
+        return out
+
+    def usable_key_algorithms(self, now: dt.datetime | None = None) -> list[str]:
+        """The algorithms of the keys whose certificates are valid at ``now``: what /version lists (D51)."""
+        out: list[str] = []
+        for algorithm, not_before, not_after in self.keys:
+            if expiry(not_before, not_after, 0, now).validity.usable and algorithm not in out:
+                out.append(algorithm)
+        return out
 
 
 class CardState:
     """Reader events in, summaries out. Summaries are built on a worker thread, never on a request."""
 
-    def __init__(self, manager: CardManager, card_lock: threading.RLock | None = None):
+    def __init__(self, manager: CardManager, card_lock: threading.RLock | None = None, *, warning_days: int = 30):
         self.manager = manager
+        self.warning_days = warning_days  # certExpirationWarningDays
         self.card_lock = card_lock or threading.RLock()  # held for every use of a token
         self._lock = threading.Lock()
         self._summaries: dict[str, CardSummary] = {}
@@ -57,15 +86,22 @@ class CardState:
             with self.card_lock:
                 token = self.manager.token(reader)
                 summary.profile, summary.serial, summary.label = token.profile.name, token.serial, token.label
+                now = dt.datetime.now(dt.UTC)
                 for cert in token.certificates():
+                    x509 = cert.certificate
+                    state = expiry(x509.not_before, x509.not_after, self.warning_days, now)
                     entry: dict[str, Any] = {"role": cert.role, "subject": cert.subject, "issuer": cert.issuer,
-                                             "notAfter": cert.certificate.not_after.date().isoformat(),
+                                             "notAfter": x509.not_after.date().isoformat(),
+                                             "validity": str(state.validity), "daysLeft": state.days_left,
                                              "keyUsage": cert.key_usage,
                                              "key": cert.key_description}
+                    summary.periods.append((x509.not_before, x509.not_after))
                     if cert.key is not None:
                         algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
+                        summary.keys.append((algo, x509.not_before, x509.not_after))
                         if algo not in summary.key_algorithms:
                             summary.key_algorithms.append(algo)
+                        self._warn_expiry(reader, cert.role, x509.subject.get("2.5.4.3") or cert.subject, state)
                     if cert.pin is not None:
                         status = token.pin_status(cert.pin)
                         entry.update(pin=cert.pin.label, triesLeft=status.tries_left, blocked=status.blocked)
@@ -76,6 +112,16 @@ class CardState:
         with self._lock:
             if self.manager.readers().get(reader) is not None:
                 self._summaries[reader] = summary
+
+    def _warn_expiry(self, reader: str, role: str, name: str, state: Any) -> None:
+        """certExpirationWarningDays on insertion: one WARNING per key certificate that is expired, not yet
+        valid, or expiring within the window (its holder's CN and the date; the CN is card data, made inert)."""
+        if state.validity is Validity.VALID:
+            return
+        window = f"; certExpirationWarningDays={self.warning_days}" if state.validity is Validity.EXPIRING else ""
+        usable = "" if state.validity.usable else "; it will not be offered for signing"
+        log.warning("%s: the %s certificate of %s %s%s%s", reader, role, inert_line(name, limit=200),
+                    state.text(), window, usable)
 
     def summaries(self) -> list[CardSummary]:
         with self._lock:
@@ -105,8 +151,9 @@ class CardState:
 def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:
     """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
     algorithms: list[str] = []
-    for summary in summaries:
-        algorithms += [a for a in summary.key_algorithms if a not in algorithms]
+    now = dt.datetime.now(dt.UTC)
+    for summary in summaries:  # only keys that can sign now: a card with expired ones alone is no usable card (D51)
+        algorithms += [a for a in summary.usable_key_algorithms(now) if a not in algorithms]
     return {
         "version": version,
         "httpMethods": "GET, POST",

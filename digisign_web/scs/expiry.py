@@ -29,11 +29,26 @@ class Expiry:
     validity: Validity
     not_after: dt.datetime
     days_left: int  # whole days until not_after (negative once expired)
+    not_before: dt.datetime | None = None  # for the "not valid before" text
+
+    def text(self) -> str:
+        """How ``list``, logs and failure texts say it: "expired on 2026-01-31", "expires 2027-03-01 (in 90
+        days)", "not valid before 2027-01-01" (dates in UTC)."""
+        day = self.not_after.date().isoformat()
+        if self.validity is Validity.EXPIRED:
+            return f"expired on {day}"
+        if self.validity is Validity.NOT_YET_VALID and self.not_before is not None:
+            return f"not valid before {self.not_before.date().isoformat()}"
+        left = self.days_left
+        return f"expires {day} (in {left} day{'' if left == 1 else 's'})"
 
 
 def expiry(not_before: dt.datetime, not_after: dt.datetime, warning_days: int,
            now: dt.datetime | None = None) -> Expiry:
-    """Where ``now`` (default: the current UTC time) falls in the validity period, with the warning window."""
+    """Where ``now`` (default: the current UTC time) falls in the validity period, with the warning window.
+
+    The period is inclusive at both ends (X.509: notAfter is the last valid second, F32): at exactly
+    ``not_after`` a certificate is still valid, one second later it is expired (D50)."""
     now = now or dt.datetime.now(dt.UTC)
     left = not_after - now
     if now > not_after:
@@ -44,4 +59,4 @@ def expiry(not_before: dt.datetime, not_after: dt.datetime, warning_days: int,
         validity = Validity.EXPIRING
     else:
         validity = Validity.VALID
-    return Expiry(validity, not_after, left.days)
+    return Expiry(validity, not_after, left.days, not_before)

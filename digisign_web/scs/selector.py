@@ -7,7 +7,8 @@ tested exhaustively. They follow the decisions in docs/decisions.md:
 * D12: ``akis`` are hex or base64 key identifiers, matched against the leaf's AuthorityKeyIdentifier;
 * D13/D14: ``keyalgorithms`` and ``keyusages`` are case-insensitive; members are ANDed, arrays ORed;
 * D14a: ``keyalgorithms`` is a preference unless ``strictKeyPolicy`` (request) or the local setting says
-  otherwise.
+  otherwise;
+* D50: an expired or not yet valid certificate is never offered (:func:`select_usable`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Generic, TypeVar
 from card import CardCertificate
 from digisign_web.scs.dn import dn_matches, parse_dn
 from digisign_web.scs.errors import SelectorError
+from digisign_web.scs.expiry import Expiry, Validity
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,7 @@ class Selection(Generic[T]):
     matches: list[T]  # in the candidates' order
     reason: str  # when matches is empty: why, naming the selector field that excluded everything
     relaxed_algorithm: bool  # keyalgorithms could not be met and was ignored (non-strict)
+    unusable: bool = False  # nothing usable matches, but expired or not yet valid certificates do (D50)
 
 
 def select(
@@ -244,3 +247,42 @@ def select(
                 f"rest of the selector, and {source}", False)
     log.info("no %s key among %d matching certificates; offering the others (strictKeyPolicy off)", wanted, len(pool))
     return Selection(pool, "", True)
+
+
+def select_usable(
+    candidates: Sequence[T],
+    cert_of: Callable[[T], CardCertificate],
+    selector: Selector,
+    strict_setting: bool,
+    expiry_of: Callable[[T], Expiry],
+) -> Selection[T]:
+    """:func:`select` among the certificates valid now: an expired or not yet valid one is never offered (D50).
+
+    When nothing valid matches, the selector is run once more over every certificate: if only unusable
+    ones match, the selection says so (``unusable``, and a reason with their dates, e.g. "the only
+    matching certificate expired on 2026-01-31"); otherwise its reason names the selector field, as ever.
+    """
+    usable = [c for c in candidates if expiry_of(c).validity.usable]
+    selection = select(usable, cert_of, selector, strict_setting)
+    if selection.matches or len(usable) == len(candidates):
+        return selection
+    everything = select(candidates, cert_of, selector, strict_setting)
+    stale = [c for c in everything.matches if not expiry_of(c).validity.usable]
+    if not stale:
+        return everything if not everything.matches else selection
+    log.info("only %d expired or not yet valid certificate(s) match the request; none is offered", len(stale))
+    return Selection([], unusable_reason([expiry_of(c) for c in stale]), False, unusable=True)
+
+
+def unusable_reason(expiries: Sequence[Expiry]) -> str:
+    """"the only matching certificate expired on 2026-01-31" (dates in UTC; no names: the page reads it)."""
+    expired = sorted({e.not_after.date().isoformat() for e in expiries if e.validity is Validity.EXPIRED})
+    early = sorted({e.not_before.date().isoformat() for e in expiries
+                    if e.validity is Validity.NOT_YET_VALID and e.not_before is not None})
+    many = len(expiries) > 1
+    parts = []
+    if expired:
+        parts.append(f"expired on {', '.join(expired)}")
+    if early:
+        parts.append(f"{'are' if many else 'is'} not valid before {', '.join(early)}")
+    return f"the only matching certificate{'s' if many else ''} {' or '.join(parts)}"

@@ -217,16 +217,18 @@ async def status(request: web.Request) -> web.Response:
         "version": request.app[SETTINGS].scs_version,
         "readers": [{"name": name, "card": atr is not None,
                      "atr": atr.hex(" ").upper() if atr else None,
-                     "token": _summary(summaries.get(name))} for name, atr in readers.items()],
+                     "token": _summary(summaries.get(name), request.app[SETTINGS].cert_expiration_warning_days)}
+                    for name, atr in readers.items()],
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-def _summary(summary: Any) -> dict[str, Any] | None:
+def _summary(summary: Any, warning_days: int) -> dict[str, Any] | None:
+    """A card's summary; each certificate's ``validity`` and ``daysLeft`` as of now (the badges, D50)."""
     if summary is None:
         return None
     return {"profile": summary.profile, "serial": summary.serial, "label": summary.label,
-            "problem": summary.problem, "certificates": summary.certificates}
+            "problem": summary.problem, "certificates": summary.certificates_now(warning_days)}
 
 
 async def websigner_result(request: web.Request) -> web.Response:
