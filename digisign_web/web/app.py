@@ -16,7 +16,7 @@ from card import CardPolicy, ReaderSource
 from digisign_web.dialog.protocol import Dialog
 from digisign_web.scs.service import build_service
 from digisign_web.settings import Settings
-from digisign_web.web import playground, scs_routes, websigner
+from digisign_web.web import card_page, playground, scs_routes, websigner
 from digisign_web.web.dialog import WebDialog
 from digisign_web.web.dialog import add_routes as add_dialog_routes
 from digisign_web.web.keys import MANAGER, SERVICE, SETTINGS, STATE
@@ -43,6 +43,7 @@ def build_app(settings: Settings, dialog: Dialog, source: ReaderSource | None = 
     if isinstance(dialog, WebDialog):
         add_dialog_routes(app, dialog)
     websigner.add_routes(app, service)
+    card_page.add_routes(app)  # the "My card" page (D48)
     app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_cards)
     return app

@@ -27,6 +27,8 @@ _CSP = {
                   "connect-src 'self' https://localhost:* https://127.0.0.1:*; form-action 'self'",
     # The signing dialog: own scripts, own API, no forms.
     "dialog": "script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'",
+    # The "My card" page (D48): own scripts, own API, forms only through its script.
+    "card": "script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'",
     # WebSigner pages: the only form goes back to the relying party (form_action).
     "websigner": "script-src 'self'; style-src 'self'; form-action {form_action}",
     # Reports with no script at all.
