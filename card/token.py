@@ -260,6 +260,11 @@ class Token:
         return self._read_file(fid, der)  # _read_file makes a relative path absolute (see _absolute)
 
     @property
+    def blocking(self) -> bool:
+        """Whether a card operation may wait on a device (PC/SC: always); see Transport.blocking."""
+        return self.transport.blocking
+
+    @property
     def atr(self) -> bytes:
         return self.transport.atr
 

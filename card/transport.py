@@ -65,6 +65,9 @@ class Transport:
     atr: bytes = b""
     t0: bool = False
     reader: str = ""
+    # False for a transport whose exchanges never wait on I/O or a device (the in-process virtual card):
+    # callers may then run a card operation on their event loop instead of a worker thread.
+    blocking: bool = True
 
     def __init__(self) -> None:
         self.stats = ApduStats()

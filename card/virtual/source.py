@@ -14,6 +14,11 @@ from card.virtual.card import VirtualCard
 class InProcessTransport(Transport):
     """Talks straight to a :class:`~card.virtual.card.VirtualCard` object: no pcscd, no reader."""
 
+    @property
+    def blocking(self) -> bool:  # type: ignore[override]
+        """Each APDU is a function call on the card object; only an injected delay makes it wait."""
+        return bool(self.card.faults.delay)
+
     def __init__(self, card: VirtualCard, reader: str = "digisign-web virtual reader"):
         super().__init__()
         self.card = card

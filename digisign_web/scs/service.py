@@ -105,9 +105,19 @@ class SigningService:
         finally:
             dialog.release(present)  # a shown page whose operation ended before its dialog moves on
 
-    async def _card(self, fn, *args):
+    async def _card(self, fn, *args, token: Token | None = None):
+        """Run ``fn`` holding the card lock: inline when ``token`` never blocks (the in-process virtual card:
+        its APDUs are function calls) and the lock is free, else in one worker-thread hop, so a reader that
+        takes a second never stalls the event loop (D66)."""
+        lock = self.state.card_lock
+        if token is not None and not token.blocking and lock.acquire(blocking=False):
+            try:
+                return fn(*args)
+            finally:
+                lock.release()
+
         def run():
-            with self.state.card_lock:
+            with lock:
                 return fn(*args)
 
         return await asyncio.to_thread(run)
@@ -309,7 +319,7 @@ class SigningService:
                     self.pins.drop(token)
 
         try:
-            raw = await self._card(on_card)
+            raw = await self._card(on_card, token=token)
         except CardError as exc:
             raise scs_failure_for(exc) from None
         output = pending.finish(raw)

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +332,28 @@ async def test_pin_always_counted_at_the_card(make_server, pin_always: bool, ver
 
 
 # --- concurrency, spam, busy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001])
+async def test_in_process_card_signs_on_the_loop_and_a_slow_one_in_a_worker(make_server, delay: float) -> None:
+    """D66: the in-process virtual card's APDUs are function calls, so the signature skips the thread hop; a
+    card that may wait (here an injected per-APDU delay, as PC/SC always may) runs in a worker thread."""
+    server = await make_server()
+    server.card.faults.delay = delay
+    threads: list[int] = []
+    process = server.card.process
+
+    def recording(raw: bytes) -> bytes:
+        threads.append(threading.get_ident())
+        return process(raw)
+
+    server.card.process = recording  # type: ignore[method-assign]
+    answer = await server.sign({"content": b64(b"x" * 1024), "signatureType": "signature"})
+    assert answer["status"] == "ok", answer
+    assert threads  # the card signed
+    on_loop = {t == threading.get_ident() for t in threads}
+    assert on_loop == ({True} if delay == 0 else {False})
+
 
 
 async def test_ten_concurrent_requests_are_serialised(make_server) -> None:
