@@ -289,8 +289,8 @@ def find_stores(home: Path, system: bool) -> list[Store]:
     return stores
 
 
-def status(ca_pem: Path, stores: Iterable[Store]) -> list[Result]:
-    """Whether the CA in ``ca_pem`` (by fingerprint) is trusted in each store.
+def status(ca_pem: Path, stores: Iterable[Store], timeout: float = 30) -> list[Result]:
+    """Whether the CA in ``ca_pem`` (by fingerprint) is trusted in each store (``timeout``: per certutil call).
 
     Raises CertutilMissing when an NSS store has to be read without certutil.
     """
@@ -301,7 +301,7 @@ def status(ca_pem: Path, stores: Iterable[Store]) -> list[Result]:
             results.append(_system_status(store, fp))
             continue
         try:
-            results.append(_nss_status(store, fp))
+            results.append(_nss_status(store, fp, timeout))
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             if isinstance(exc, CertutilMissing):
                 raise
@@ -424,6 +424,13 @@ def uninstall(stores: Iterable[Store]) -> list[Result]:
     return results
 
 
+def browser_trusted(results: Iterable[Result]) -> bool:
+    """Whether some browser (an NSS store) trusts the current CA: what ``trust status`` and ``doctor`` require.
+
+    The system store does not count: Chromium and Firefox on Linux do not read it for TLS server roots."""
+    return any(r.ok and r.store.kind == "nss" for r in results)
+
+
 def is_trusted_anywhere(ca_pem: Path, home: Path) -> bool:
     """Whether some browser store of ``home`` trusts this CA; for ``serve``'s hint, so quick and never raising."""
     try:
@@ -471,8 +478,7 @@ def run(args: argparse.Namespace) -> int:
     ca = ca_info(ca_pem, replaced)
     stale = [r for r in results if r.status in (OLD_ONLY, ALSO_OLD)]
     if args.action == "status":
-        trusted = any(r.ok and r.store.kind == "nss" for r in results)
-        code = 0 if trusted and not ca.problems and not stale else 1
+        code = 0 if browser_trusted(results) and not ca.problems and not stale else 1
     else:
         code = 0 if all(r.ok for r in results) else 1
     if args.json:
