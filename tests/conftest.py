@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.relying_party",
     "tests.support.softhsm",
+    "tests.support.opensc",
 ]
 
 _HERE = Path(__file__).resolve().parent

@@ -1,17 +1,13 @@
 """Independent interop check: OpenSC's pkcs15-tool (a PKCS#15 parser we did not write) reads the
 virtual card through pcscd and finds the same PINs, keys and certificates that our encoder wrote.
 
-Why OPENSC_CONF: OpenSC 0.23 (Debian 12) has no driver whose ATR table matches FINEID (its FINEID
-driver, card-esteid2025.c, came later), and pkcs15-tool keeps the catch-all "default" driver off
-unless ``enable_default_driver`` is set. With it, OpenSC binds the card as "Unsupported card" and reads
-the PKCS#15 application generically, which is exactly the standard-conformance check we want.
+OpenSC runs with OPENSC_CONF enabling its generic PKCS#15 driver (the ``opensc_env`` fixture,
+tests/support/opensc.py, says why), which is exactly the standard-conformance check we want.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,16 +17,6 @@ from card import CardCertificate, Token
 from card.pcsc import PcscTransport
 
 pytestmark = pytest.mark.pcscd
-
-
-@pytest.fixture(scope="module")
-def opensc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if shutil.which("pkcs15-tool") is None:
-        pytest.fail("pkcs15-tool is missing: install Debian's `opensc` (scripts/test-deps.sh does)",
-                    pytrace=False)
-    conf = tmp_path_factory.mktemp("opensc") / "opensc.conf"
-    conf.write_text("app default {\n    enable_default_driver = true;\n}\n")
-    return {**os.environ, "OPENSC_CONF": str(conf)}
 
 
 def pkcs15_tool(env: dict[str, str], *args: str) -> str:
