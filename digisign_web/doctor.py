@@ -319,33 +319,28 @@ def card_reports(policy: CardPolicy, wait: float, timeout: float = CARD_TIMEOUT)
         threading.Thread(target=manager.stop, name="doctor-stop", daemon=True).start()
 
 
-def _when(moment: dt.datetime) -> str:
-    return moment.date().isoformat()
-
-
 def certificate_check(reader: str, cert: CertReport, warning_days: int, now: dt.datetime | None = None) -> Check:
-    """One certificate: expired or not yet valid fails, expiring within ``warning_days`` warns (scs/expiry.py);
-    a blocked PIN fails the certificate it guards."""
+    """One certificate: expired or not yet valid fails, expiring within ``warning_days`` warns, in the words
+    ``list`` uses (scs/expiry.py); a blocked PIN fails the certificate it guards."""
     from digisign_web.scs.expiry import Validity, expiry
 
     state = expiry(cert.not_before, cert.not_after, warning_days, now)
-    what = f"{cert.role}: {inert_line(cert.name)}, {cert.key} key"
+    what = f"{cert.role}: {inert_line(cert.name)}, {cert.key} key, {state.text()}"
     item = f"{inert_line(reader)}: {cert.role}"
     if state.validity is Validity.EXPIRED:
-        return Check(CERTIFICATE, "fail", f"{what}, EXPIRED on {_when(cert.not_after)}",
+        return Check(CERTIFICATE, "fail", what,
                      "the card's certificates cannot be renewed: order a new card (for an ID card, from the police)",
                      item)
     if state.validity is Validity.NOT_YET_VALID:
-        return Check(CERTIFICATE, "fail", f"{what}, not valid before {_when(cert.not_before)}",
-                     "check the computer's date and time (timedatectl)", item)
+        return Check(CERTIFICATE, "fail", what, "check the computer's date and time (timedatectl)", item)
     if cert.pin_blocked:
         which = "--pin2" if cert.role == "signature" else "--pin1"
-        return Check(CERTIFICATE, "fail", f"{what}: its PIN ({inert_line(cert.pin)}) is blocked",
+        return Check(CERTIFICATE, "fail", f"{what}; its PIN ({inert_line(cert.pin)}) is blocked",
                      f"digisign-web pin unblock {which} (with the PUK)", item)
     if state.validity is Validity.EXPIRING:
-        return Check(CERTIFICATE, "warn", f"{what}, expires on {_when(cert.not_after)} "
-                     f"({max(state.days_left, 0)} days left)", "order a new card in time", item)
-    return Check(CERTIFICATE, "ok", f"{what}, valid until {_when(cert.not_after)}", item=item)
+        return Check(CERTIFICATE, "warn", f"{what}: fewer than {warning_days} days left (certExpirationWarningDays)",
+                     "order a new card in time", item)
+    return Check(CERTIFICATE, "ok", what, item=item)
 
 
 def card_checks(reports: Sequence[CardReport], warning_days: int, now: dt.datetime | None = None) -> list[Check]:

@@ -176,11 +176,11 @@ def cert(role: str, days_left: float, *, blocked: bool = False, starts_in: float
 
 def test_certificate_lines_follow_expiry_and_pin_state() -> None:
     line = doctor.certificate_check("R", cert("signature", 400), 30, NOW)
-    assert line.status == "ok" and "valid until 2028" in line.summary and line.item == "R: signature"
+    assert line.status == "ok" and "expires 2028-01-04 (in 400 days)" in line.summary and line.item == "R: signature"
     line = doctor.certificate_check("R", cert("signature", 10), 30, NOW)
-    assert line.status == "warn" and "10 days left" in line.summary
+    assert line.status == "warn" and "(in 10 days): fewer than 30 days left" in line.summary
     line = doctor.certificate_check("R", cert("signature", -1), 30, NOW)
-    assert line.status == "fail" and "EXPIRED on 2026-11-29" in line.summary and "new card" in line.fix
+    assert line.status == "fail" and "expired on 2026-11-29" in line.summary and "new card" in line.fix
     line = doctor.certificate_check("R", cert("authentication", 400, starts_in=5), 30, NOW)
     assert line.status == "fail" and "not valid before" in line.summary
     line = doctor.certificate_check("R", cert("signature", 400, blocked=True), 30, NOW)
