@@ -31,10 +31,11 @@ from digisign_web.scs.authentication import check_authentication_content
 from digisign_web.scs.cancel_guard import CancelGuard
 from digisign_web.scs.card_state import VIRTUAL_MANUFACTURER, CardState
 from digisign_web.scs.errors import Cancelled, PinBlocked, ScsFailure, TimedOut, WrongPin, scs_failure_for
+from digisign_web.scs.expiry import Expiry, Validity, expiry
 from digisign_web.scs.pin_sessions import PinSessions
 from digisign_web.scs.queue import OperationQueue
 from digisign_web.scs.request import ScsRequest
-from digisign_web.scs.selector import select
+from digisign_web.scs.selector import select_usable
 from digisign_web.settings import Settings, card_policy
 from digisign_web.signing import formats
 
@@ -54,6 +55,7 @@ class _NeedsCard(Exception):
 class _Candidate:
     token: Token
     cert: Certificate
+    expiry: Expiry  # as of this request: expired and not yet valid ones are never offered (D50)
 
 
 class SigningService:
@@ -124,10 +126,13 @@ class SigningService:
 
     def _candidates(self, tokens: list[Token] | None = None) -> list[_Candidate]:
         out = []
+        now = dt.datetime.now(dt.UTC)
+        warning_days = self.settings.cert_expiration_warning_days
         for token in self.manager.tokens() if tokens is None else tokens:
             for cert in token.certificates():
                 if cert.key is not None and cert.role in ("authentication", "signature"):
-                    out.append(_Candidate(token, cert))
+                    x509 = cert.certificate
+                    out.append(_Candidate(token, cert, expiry(x509.not_before, x509.not_after, warning_days, now)))
         return out
 
     def _reuses_pin(self, token: Token, cert: Certificate, origin: str | None) -> bool:
@@ -154,17 +159,15 @@ class SigningService:
 
     def _choices(self, candidates: list[_Candidate], origin: str | None, may_read: bool) -> list[Choice]:
         choices = []
-        now = dt.datetime.now(dt.UTC)
-        warn = dt.timedelta(days=self.settings.cert_expiration_warning_days)
         for c in candidates:
             cert, token = c.cert, c.token
             tries_left, blocked = self._pin_counters(token, cert, may_read)
             needs_pin = not self._reuses_pin(token, cert, origin)
-            not_after = cert.certificate.not_after
             choices.append(Choice(
                 label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
                 key=cert.key_description,
-                not_after=not_after.date().isoformat(), expiring_soon=not_after - now < warn,
+                # only usable certificates get here (D50): "expiring" is the certExpirationWarningDays window
+                not_after=c.expiry.not_after.date().isoformat(), expiring_soon=c.expiry.validity is Validity.EXPIRING,
                 pin_label=cert.pin.label if cert.pin else "PIN",
                 tries_left=tries_left, blocked=blocked,
                 needs_pin=needs_pin, reader=token.reader, virtual=token.token_info.manufacturer == VIRTUAL_MANUFACTURER,
@@ -184,8 +187,10 @@ class SigningService:
             problems = "; ".join(f"{r}: {p}" for r, p in self.manager.problems().items())
             raise ScsFailure(404, "no card with a usable certificate is present"
                              + (f" ({problems})" if problems else ""))
-        selection = select(candidates, lambda c: c.cert.certificate, request.selector,
-                           self.settings.strict_scs_key_policy)
+        selection = select_usable(candidates, lambda c: c.cert.certificate, request.selector,
+                                  self.settings.strict_scs_key_policy, lambda c: c.expiry)
+        if selection.unusable:  # only expired or not yet valid certificates match (D50)
+            raise ScsFailure(404, selection.reason)
         if not selection.matches:
             raise ScsFailure(404, f"no certificate matches the request: {selection.reason}")
         allowed = []
@@ -343,4 +348,5 @@ def build_service(settings: Settings, dialog: Dialog, source: ReaderSource | Non
     caller starts and stops ``service.manager``.
     """
     manager = CardManager(policy or card_policy(settings), source)
-    return SigningService(manager, CardState(manager), settings, dialog)
+    return SigningService(manager, CardState(manager, warning_days=settings.cert_expiration_warning_days),
+                          settings, dialog)
