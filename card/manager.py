@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from card.errors import CardError, UnsupportedCardError
 from card.readers import PcscReaders, ReaderEvent
-from card.token import Token
+from card.token import CardToken, Token
 from card.transport import Transport
+
+if TYPE_CHECKING:
+    from card.pkcs11 import Pkcs11Source
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ class CardPolicy:
     allow_unknown_cards: bool = True  # allowUnknownCards
     label_filter: Callable[[str], bool] | None = None  # validTokenInfoLabel
     refresh_interval: float = 5.0  # buildReaderListTimer
+    pkcs11_modules: tuple[str, ...] = ()  # pkcs11Module and --pkcs11-module: tokens through these modules too
+    pkcs11_preferred: bool = False  # pkcs11Preferred: a card both see is offered through its module (D63)
 
 
 class ReaderSource(Protocol):
@@ -54,13 +60,23 @@ class CardManager:
         self._tokens: dict[str, Token] = {}
         self._errors: dict[str, str] = {}
         self._listeners: list[Callable[[ReaderEvent], None]] = []
+        self._shadowed: dict[str, str] = {}  # reader -> the reader through which the same card is offered (D63)
+        self.pkcs11: Pkcs11Source | None = None  # the PKCS#11 tokens beside the reader source (D60)
+        if self.policy.pkcs11_modules:
+            from card.pkcs11 import Pkcs11Source  # python-pkcs11 only for those who configured a module
+
+            self.pkcs11 = Pkcs11Source(self.policy.pkcs11_modules, self.policy.refresh_interval)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self.source.start(self._on_event)
+        if self.pkcs11 is not None:
+            self.pkcs11.start(self._on_event)
 
     def stop(self) -> None:
         self.source.stop()
+        if self.pkcs11 is not None:
+            self.pkcs11.stop()
         self.forget_tokens()
 
     def forget_tokens(self) -> None:
@@ -72,8 +88,7 @@ class CardManager:
     def _drop(self, reader: str) -> None:
         token = self._tokens.pop(reader, None)
         if token is not None:
-            token.invalidate()
-            token.transport.close()
+            token.close()
 
     def add_listener(self, callback: Callable[[ReaderEvent], None]) -> None:
         self._listeners.append(callback)
@@ -86,6 +101,7 @@ class CardManager:
                 for reader in stale:
                     self._drop(reader)
                     self._errors.pop(reader, None)
+                self._shadowed = {}  # which reader shows a card twice is found again from the new picture
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -94,18 +110,30 @@ class CardManager:
 
     # -- queries ------------------------------------------------------------------------------
     def readers(self) -> dict[str, bytes | None]:
-        """Reader name -> ATR of the card in it (None: empty). Answered from memory, no APDU."""
-        return self.source.state()
+        """Reader name -> ATR of the card in it (None: empty; b"" for a PKCS#11 token). From memory, no APDU."""
+        if self.pkcs11 is None:
+            return self.source.state()
+        return {**self.source.state(), **self.pkcs11.state()}
 
     def wait_settled(self, timeout: float = 5.0) -> bool:
         """Wait until the source knows every reader's state (immediately for the virtual card)."""
-        return self.source.wait_settled(timeout)
+        settled = self.source.wait_settled(timeout)
+        return self.pkcs11.wait_settled(timeout) and settled if self.pkcs11 is not None else settled
 
     def wait_for(self, predicate: Callable[[dict[str, bytes | None]], bool], timeout: float) -> bool:
-        return self.source.wait_for(predicate, timeout)
+        if self.pkcs11 is None:
+            return self.source.wait_for(predicate, timeout)
+        deadline = time.monotonic() + timeout
+        while not predicate(self.readers()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
-    def token(self, reader: str) -> Token:
+    def token(self, reader: str) -> CardToken:
         """The token in ``reader``, opened on first use and cached until the card leaves."""
+        if self.pkcs11 is not None and self.pkcs11.owns(reader):
+            return self.pkcs11.token(reader)
         with self._lock:
             token = self._tokens.get(reader)
             if token is not None and not token.removed:
@@ -123,22 +151,27 @@ class CardManager:
             self._tokens[reader] = token
             return token
 
-    def cached_tokens(self) -> list[Token] | None:
+    def cached_tokens(self) -> list[CardToken] | None:
         """The usable tokens from memory, without any card I/O, or None when a present card has not been
         opened and read yet (or failed to be): then :meth:`tokens` must do the work."""
         with self._lock:
-            out = []
+            out: list[CardToken] = []
             for reader, atr in self.readers().items():
                 if atr is None:
                     continue
-                token = self._tokens.get(reader)
+                token: CardToken | None = self._tokens.get(reader)
+                if token is None and self.pkcs11 is not None and self.pkcs11.owns(reader):
+                    try:
+                        token = self.pkcs11.token(reader)
+                    except CardError:
+                        return None
                 if token is None or token.removed or not token.loaded:
                     return None
                 out.append(token)
-            return out
+            return self._one_per_card(out, read=False)
 
-    def tokens(self) -> list[Token]:
-        """Every usable token now present; unusable cards are skipped and their reason kept."""
+    def tokens(self) -> list[CardToken]:
+        """Every usable token now present, each card once (D63); unusable cards are skipped, their reason kept."""
         out = []
         for reader, atr in self.readers().items():
             if atr is None:
@@ -149,7 +182,42 @@ class CardManager:
                 self._note(reader, str(exc), logging.INFO)
             except CardError as exc:
                 self._note(reader, str(exc), logging.WARNING)
-        return out
+        return self._one_per_card(out, read=True)
+
+    def _one_per_card(self, tokens: list[CardToken], *, read: bool) -> list[CardToken]:
+        """A card that both our driver and a PKCS#11 module (or two modules) see is offered once: through the
+        preferred source (our driver, unless pkcs11Preferred; among modules, the first configured). Same card:
+        the same serial number, or a certificate in common (D63). ``read``: certificates may be read for it."""
+        if self.pkcs11 is None or len(tokens) < 2:
+            with self._lock:
+                self._shadowed = {}
+            return tokens
+        order = {path: index for index, path in enumerate(self.pkcs11.paths)}
+
+        def rank(token: CardToken) -> int:
+            module = getattr(token, "module", None)
+            if module is None:  # our own driver
+                return -1 if not self.policy.pkcs11_preferred else len(order)
+            return order.get(module.path, len(order))
+
+        kept: list[CardToken] = []
+        shadowed: dict[str, str] = {}
+        for token in sorted(tokens, key=rank):
+            twin = next((k for k in kept if rank(k) != rank(token) and _same_card(k, token, read)), None)
+            if twin is None:
+                kept.append(token)
+            else:
+                shadowed[token.reader] = twin.reader
+                log.debug("%s shows the card of %s again: offered once, through %s", token.reader, twin.reader,
+                          twin.reader)
+        with self._lock:
+            self._shadowed = shadowed
+        return [t for t in tokens if t.reader not in shadowed]
+
+    def shadowed(self, reader: str) -> str | None:
+        """The reader through which the card in ``reader`` is offered instead (as last found), else None."""
+        with self._lock:
+            return self._shadowed.get(reader)
 
     def _note(self, reader: str, reason: str, level: int) -> None:
         with self._lock:
@@ -158,6 +226,30 @@ class CardManager:
             self._errors[reader] = reason
 
     def problems(self) -> dict[str, str]:
-        """Why a present card is not offered, per reader (for status pages and ``list``)."""
+        """Why a present card is not offered, per reader, and why a PKCS#11 module is not used, per module path
+        (for status pages and ``list``)."""
         with self._lock:
-            return dict(self._errors)
+            errors = dict(self._errors)
+        if self.pkcs11 is not None:
+            errors.update(self.pkcs11.problems())
+        return errors
+
+
+def _serial_key(serial: str) -> str:
+    return "".join(serial.split()).upper().lstrip("0")
+
+
+def _same_card(a: CardToken, b: CardToken, read: bool) -> bool:
+    """The same card: equal serial numbers (a PKCS#11 serial holds 16 characters at most: a prefix of a longer
+    one counts), else a certificate in common (read only when ``read``, or already loaded)."""
+    try:
+        sa, sb = _serial_key(a.serial), _serial_key(b.serial)
+        if sa and sb and (sa == sb or (min(len(sa), len(sb)) >= 15 and (sa.startswith(sb) or sb.startswith(sa)))):
+            return True
+        if not read and not (a.loaded and b.loaded):
+            return False
+        ders = {c.der for c in a.certificates() if c.key is not None}
+        return any(c.der in ders for c in b.certificates() if c.key is not None)
+    except CardError as exc:
+        log.debug("comparing %s and %s: %s", a.reader, b.reader, exc)
+        return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from card import files, pkcs15
 from card.apdu import Command, Response, find_tlv, parse_tlv
@@ -34,6 +34,15 @@ from card.transport import Transport
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A PinInfo flag: this PIN is entered on the reader (a PKCS#11 token with CKF_PROTECTED_AUTHENTICATION_PATH),
+# so dialogs show no PIN field and the token logs in without one (D62).
+PIN_ON_READER = "pin_on_reader"
+
+
+def pin_on_reader(pin: pkcs15.PinInfo | None) -> bool:
+    return pin is not None and PIN_ON_READER in pin.flags
+
 
 @dataclass(frozen=True)
 class PinStatus:
@@ -110,6 +119,40 @@ class Certificate:
     @property
     def curve(self) -> str | None:
         return self.certificate.curve
+
+
+class CardToken(Protocol):
+    """What the server and the CLI use of a token, whichever way it is reached: :class:`Token` (our APDUs over
+    PC/SC or in-process) or :class:`card.pkcs11.Pkcs11Token` (a PKCS#11 module; D60)."""
+
+    removed: bool
+
+    @property
+    def reader(self) -> str: ...
+    @property
+    def profile(self) -> CardProfile: ...
+    @property
+    def blocking(self) -> bool: ...
+    @property
+    def atr(self) -> bytes: ...
+    @property
+    def token_info(self) -> pkcs15.TokenInfoData: ...
+    @property
+    def serial(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def loaded(self) -> bool: ...
+    def certificates(self) -> list[Certificate]: ...
+    def chain(self, leaf: Certificate) -> list[CardCertificate]: ...
+    def pin_status(self, pin: pkcs15.PinInfo) -> PinStatus: ...
+    def pin_verified(self, pin: pkcs15.PinInfo) -> bool: ...
+    def verify_pin(self, pin: pkcs15.PinInfo, value: str) -> None: ...
+    def logout(self) -> None: ...
+    def sign_digest(self, key: Certificate, hash_algorithm: str, digest: bytes, *, pin: str | None = None,
+                    pss: bool = False) -> bytes: ...
+    def invalidate(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class Token:
@@ -224,6 +267,11 @@ class Token:
         self._pins = self._keys = None
         self._certs = None
         self._chains.clear()
+
+    def close(self) -> None:
+        """Forget the card and close its connection (the manager drops a token this way)."""
+        self.invalidate()
+        self.transport.close()
 
     def _ensure_app(self) -> None:
         if self._app_ready:
@@ -616,7 +664,10 @@ class Token:
 
 
 __all__ = [
+    "PIN_ON_READER",
+    "CardToken",
     "Certificate",
     "PinStatus",
     "Token",
+    "pin_on_reader",
 ]

@@ -448,12 +448,16 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 
 def card_policy(settings: Settings, *, exclude_reader: str = "", valid_token_info_label: str = "",
-                allow_unknown_cards: bool = True) -> CardPolicy:
-    """The card layer's policy from DigiSign's settings; command-line values, when given, win."""
+                allow_unknown_cards: bool = True, pkcs11_modules: tuple[str, ...] = ()) -> CardPolicy:
+    """The card layer's policy from DigiSign's settings; command-line values, when given, win.
+    ``pkcs11_modules`` (``--pkcs11-module``) add to pkcs11Module: the one place the PKCS#11 source is chosen."""
     label = valid_token_info_label or settings.valid_token_info_label
+    modules = tuple(dict.fromkeys([*settings.pkcs11_module.split(), *(str(m) for m in pkcs11_modules)]))
     return CardPolicy(
         exclude_reader=matcher(exclude_reader or settings.exclude_reader, "excludeReader"),
         allow_unknown_cards=settings.allow_unknown_cards and allow_unknown_cards,
         label_filter=matcher(label, "validTokenInfoLabel") if label.strip() != "0" else None,
         refresh_interval=settings.build_reader_list_timer,
+        pkcs11_modules=modules,
+        pkcs11_preferred=settings.pkcs11_preferred,
     )

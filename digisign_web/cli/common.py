@@ -151,6 +151,7 @@ def card_policy_of(args: argparse.Namespace, settings: Settings | None = None) -
 
     return card_policy(settings or Settings(), exclude_reader=args.exclude_reader,
                        allow_unknown_cards=bool(args.allow_unknown_cards),
-                       valid_token_info_label=args.valid_token_info_label)
+                       valid_token_info_label=args.valid_token_info_label,
+                       pkcs11_modules=tuple(str(p) for p in getattr(args, "pkcs11_module", None) or ()))
 
 

@@ -66,7 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         virtual_card=args.virtual_card, auto_pin1=args.auto_pin1, auto_pin2=args.auto_pin2,
         auto_cancel=args.auto_cancel, auto_approve_real_cards=args.auto_approve_real_cards,
         exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),
-        valid_token_info_label=args.valid_token_info_label))
+        valid_token_info_label=args.valid_token_info_label,
+        pkcs11_modules=tuple(str(p) for p in args.pkcs11_module or ())))
 
 
 def cmd_trust(args: argparse.Namespace) -> int:

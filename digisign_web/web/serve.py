@@ -51,6 +51,7 @@ class ServeOptions:
     exclude_reader: str = ""
     allow_unknown_cards: bool = True
     valid_token_info_label: str = ""
+    pkcs11_modules: tuple[str, ...] = ()  # --pkcs11-module (adds to pkcs11Module)
 
 
 def build_dialog(options: ServeOptions, settings: Settings, base_url: str) -> Dialog:
@@ -150,7 +151,8 @@ async def _run(options: ServeOptions) -> int:
     virtual = VirtualCard(options.virtual_card, options.state_dir) if options.virtual_card else None
     policy = card_policy(settings, exclude_reader=options.exclude_reader,
                          allow_unknown_cards=options.allow_unknown_cards,
-                         valid_token_info_label=options.valid_token_info_label)
+                         valid_token_info_label=options.valid_token_info_label,
+                         pkcs11_modules=options.pkcs11_modules)
     app = build_app(settings, build_dialog(options, settings, f"https://localhost:{port}"),
                     VirtualReader(virtual) if virtual is not None else None, policy=policy)
     limit_log_repeats()

@@ -1,0 +1,219 @@
+"""The PKCS#11 token source against real SoftHSM2 tokens (tests/support/softhsm.py): pairing by CKA_ID, the
+chain from the token's CA, every mechanism checked by `cryptography`, the two PIN kinds, wrong and locked PINs,
+the pinpad's protected path (the fixture's test-double module), removal, one card seen twice, a bad module."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from card import CardManager, CardRemovedError, PinBlockedError, SecurityStatusNotSatisfied, WrongPinError
+from card.crypto import ecdsa_raw_to_der
+from card.manager import CardPolicy
+from card.pkcs11 import Pkcs11Source, Pkcs11Token
+from card.pkcs11.token import CONTEXT_PIN_REFERENCE, USER_PIN_REFERENCE
+from card.token import Certificate, pin_on_reader
+from card.virtual import VirtualCard, VirtualReader
+
+DIGEST = hashlib.sha256(b"digisign-web pkcs11").digest()
+
+
+@pytest.fixture
+def open_source() -> Iterator:
+    """start(paths) -> a started Pkcs11Source (polling fast) and its events; every source is stopped after."""
+    started: list[Pkcs11Source] = []
+
+    def start(*paths: Path | str, interval: float = 0.2) -> tuple[Pkcs11Source, list]:
+        source = Pkcs11Source([str(p) for p in paths], interval)
+        events: list = []
+        source.start(events.append)
+        started.append(source)
+        assert source.wait_settled(20)
+        return source, events
+
+    yield start
+    for source in started:
+        source.stop()
+
+
+def only_token(source: Pkcs11Source) -> Pkcs11Token:
+    readers = list(source.state())
+    assert len(readers) == 1, readers
+    return source.token(readers[0])
+
+
+def cert_of(token: Pkcs11Token, role: str, algorithm: str | None = None) -> Certificate:
+    found = [c for c in token.certificates() if c.role == role and c.key is not None
+             and (algorithm is None or c.key_algorithm == algorithm)]
+    assert found, [(c.role, c.label) for c in token.certificates()]
+    return found[0]
+
+
+def verify(cert: Certificate, signature: bytes, digest: bytes, *, pss: bool = False, algo=hashes.SHA256) -> None:
+    """Raises InvalidSignature unless ``signature`` (raw r||s for EC) is the key's over ``digest``."""
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    key = cert.certificate.public_key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(ecdsa_raw_to_der(signature), digest, ec.ECDSA(Prehashed(algo())))
+    else:
+        assert isinstance(key, rsa.RSAPublicKey)
+        pad = padding.PSS(padding.MGF1(algo()), algo().digest_size) if pss else padding.PKCS1v15()
+        key.verify(signature, digest, pad, Prehashed(algo()))
+
+
+def test_certificates_pair_with_keys_by_cka_id_and_the_token_ca_completes_the_chain(softhsm_token, open_source):
+    token = softhsm_token()  # rsa2048 authentication, p384 signature (CKA_ALWAYS_AUTHENTICATE)
+    source, events = open_source(token.module)
+    p11 = only_token(source)
+    assert [e.kind for e in events] == ["card-inserted"]
+    assert p11.reader.endswith("(PKCS#11: libsofthsm2.so)") and p11.serial == token.serial
+    assert p11.label == token.label and p11.profile.name == "pkcs11"
+    certs = p11.certificates()
+    assert [c.role for c in certs] == ["authentication", "signature", "ca"]
+    by_role = {c.role: c for c in certs}
+    for key in token.keys:
+        cert = by_role[key.role]
+        assert cert.der == key.cert_der and cert.id == key.id and cert.key is not None
+    assert by_role["ca"].key is None and by_role["ca"].der == token.ca_der
+    # the user PIN plays PIN1, the always-authenticate key's login PIN2: same PIN, same label, two kinds
+    assert by_role["authentication"].pin.reference == USER_PIN_REFERENCE
+    assert by_role["signature"].pin.reference == CONTEXT_PIN_REFERENCE
+    assert by_role["authentication"].pin.label == by_role["signature"].pin.label
+    assert not pin_on_reader(by_role["signature"].pin)
+    chain = p11.chain(by_role["signature"])
+    assert [c.der for c in chain] == [token.key("p384").cert_der, token.ca_der]
+
+
+def test_every_mechanism_verifies_with_cryptography(softhsm_token, open_source):
+    token = softhsm_token(keys=(("rsa2048", "authentication"), ("p256", "signature")),
+                          always_authenticate_signature=False)
+    source, _ = open_source(token.module)
+    p11 = only_token(source)
+    rsa_cert, ec_cert = cert_of(p11, "authentication"), cert_of(p11, "signature")
+    pkcs1 = p11.sign_digest(rsa_cert, "SHA256", DIGEST, pin=token.user_pin)
+    verify(rsa_cert, pkcs1, DIGEST)
+    pss = p11.sign_digest(rsa_cert, "SHA256", DIGEST, pss=True)  # the user is still logged in
+    verify(rsa_cert, pss, DIGEST, pss=True)
+    assert pss != p11.sign_digest(rsa_cert, "SHA256", DIGEST, pss=True)  # a random salt: really PSS
+    sha384 = hashlib.sha384(b"x").digest()
+    raw = p11.sign_digest(ec_cert, "SHA384", sha384)
+    assert len(raw) == 64  # r||s of P-256, as cards give it
+    verify(ec_cert, raw, sha384, algo=hashes.SHA384)
+    assert p11.pin_verified(rsa_cert.pin)
+    p11.logout()
+    assert not p11.pin_verified(rsa_cert.pin)
+    with pytest.raises(SecurityStatusNotSatisfied):
+        p11.sign_digest(rsa_cert, "SHA256", DIGEST)  # logged out and no PIN: nothing is signed
+
+
+def test_an_always_authenticate_key_logs_in_for_every_signature(softhsm_token, open_source):
+    token = softhsm_token(keys=(("rsa2048", "authentication"), ("p384", "signature")))
+    source, _ = open_source(token.module)
+    p11 = only_token(source)
+    auth, sign = cert_of(p11, "authentication"), cert_of(p11, "signature")
+    digest = hashlib.sha384(b"qes").digest()
+    verify(sign, p11.sign_digest(sign, "SHA384", digest, pin=token.user_pin), digest, algo=hashes.SHA384)
+    assert p11.pin_verified(auth.pin)  # the user login stays ...
+    assert not p11.pin_verified(sign.pin)  # ... but the signature key's login lasted one signature
+    with pytest.raises(SecurityStatusNotSatisfied):
+        p11.sign_digest(sign, "SHA384", digest)  # SoftHSM2 refuses C_Sign without the context-specific login
+    verify(sign, p11.sign_digest(sign, "SHA384", digest, pin=token.user_pin), digest, algo=hashes.SHA384)
+
+
+def test_a_wrong_pin_is_the_card_layers_wrong_pin_and_a_locked_one_is_blocked(softhsm_token, open_source,
+                                                                              monkeypatch):
+    token = softhsm_token(keys=(("p256", "authentication"),))
+    module, env = token.pin_counter_module()  # SoftHSM2 never locks: the fixture's counter of 3 tries does
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    source, _ = open_source(module)
+    p11 = only_token(source)
+    cert = cert_of(p11, "authentication")
+    with pytest.raises(WrongPinError) as first:
+        p11.sign_digest(cert, "SHA256", DIGEST, pin="000000")
+    assert first.value.tries_left is None  # CKF_USER_PIN_COUNT_LOW says no number
+    with pytest.raises(WrongPinError) as second:
+        p11.sign_digest(cert, "SHA256", DIGEST, pin="000000")
+    assert second.value.tries_left == 1  # CKF_USER_PIN_FINAL_TRY
+    assert p11.pin_status(cert.pin).tries_left == 1
+    with pytest.raises(PinBlockedError):
+        p11.sign_digest(cert, "SHA256", DIGEST, pin="000000")
+    status = p11.pin_status(cert.pin)
+    assert status.blocked and status.tries_left == 0
+    with pytest.raises(PinBlockedError):  # even the right PIN: the token is locked
+        p11.sign_digest(cert, "SHA256", DIGEST, pin=token.user_pin)
+
+
+def test_a_protected_path_token_logs_in_on_the_reader_without_a_pin(softhsm_token, protected_auth_module,
+                                                                   open_source):
+    token = softhsm_token(keys=(("p256", "authentication"), ("p256", "signature")))
+    pinpad = protected_auth_module(token)
+    source, _ = open_source(pinpad.module)
+    p11 = only_token(source)
+    auth, sign = cert_of(p11, "authentication"), cert_of(p11, "signature")
+    assert pin_on_reader(auth.pin) and pin_on_reader(sign.pin)
+    verify(auth, p11.sign_digest(auth, "SHA256", DIGEST), DIGEST)
+    verify(sign, p11.sign_digest(sign, "SHA256", DIGEST), DIGEST)
+    logins = pinpad.logins()
+    assert logins and all("pin=null" in line for line in logins), logins
+    assert any("user=2" in line for line in logins)  # the signature key's context-specific login, on the reader
+    pinpad.cancel()
+    p11.logout()
+    with pytest.raises(Exception) as cancelled:
+        p11.sign_digest(auth, "SHA256", DIGEST)
+    assert "cancel" in str(cancelled.value).lower()
+
+
+def test_a_deleted_token_is_a_removed_card(softhsm_token, open_source):
+    token = softhsm_token(keys=(("p256", "authentication"),))
+    source, events = open_source(token.module)
+    p11 = only_token(source)
+    cert = cert_of(p11, "authentication")
+    token.delete()
+    source.refresh()
+    assert [e.kind for e in events] == ["card-inserted", "card-removed"] and not source.state()
+    with pytest.raises(CardRemovedError):
+        p11.sign_digest(cert, "SHA256", DIGEST, pin=token.user_pin)
+
+
+def test_a_module_that_does_not_load_is_named_and_the_others_work(softhsm_token, open_source, tmp_path):
+    token = softhsm_token(keys=(("p256", "authentication"),))
+    junk = tmp_path / "not-a-module.so"
+    junk.write_bytes(b"\x7fELF nonsense")
+    missing = tmp_path / "missing.so"
+    source, _ = open_source(junk, missing, token.module)
+    problems = source.problems()
+    assert set(problems) == {str(junk), str(missing)}
+    assert str(junk) in problems[str(junk)] and "no such file" in problems[str(missing)]
+    assert source.modules()[str(token.module)] is None
+    assert only_token(source).certificates()
+
+
+def test_a_card_seen_by_a_module_and_by_our_driver_is_offered_once(softhsm_token, tmp_path, monkeypatch):
+    """The virtual card and a token with its serial: the direct driver's view wins, unless pkcs11Preferred."""
+    card = VirtualCard("fineid-v4", tmp_path / "state")
+    serial = card.identity.serial
+    token = softhsm_token(keys=(("p256", "authentication"),), label="twin")
+    # softhsm2-util makes up its own serial: the token reports the card's instead (the rest is real)
+    monkeypatch.setattr(Pkcs11Token, "serial", property(lambda self: serial))
+    for preferred in (False, True):
+        manager = CardManager(CardPolicy(pkcs11_modules=(str(token.module),), pkcs11_preferred=preferred,
+                                         refresh_interval=0.2), VirtualReader(card))
+        manager.start()
+        try:
+            assert manager.wait_settled(20)
+            assert len(manager.readers()) == 2
+            tokens = manager.tokens()
+            assert len(tokens) == 1
+            kept = tokens[0]
+            assert isinstance(kept, Pkcs11Token) is preferred
+            hidden = next(r for r in manager.readers() if r != kept.reader)
+            assert manager.shadowed(hidden) == kept.reader
+        finally:
+            manager.stop()
