@@ -741,31 +741,41 @@ def _server_summary(state: PortState) -> str:
     return text
 
 
+def _who(states: Sequence[PortState]) -> str:
+    return "; ".join(f"port {s.port} is held by "
+                     + (", ".join(h.describe() for h in s.holders) if s.holders else "an unknown process")
+                     for s in states)
+
+
 def port_check(states: Sequence[PortState], serve: str = FIX_SERVE) -> Check:
-    """The SCS port verdict over the port list (``serve`` takes the first free one; clients probe them in order,
-    F17): our server answering is ok; free is a warning (nothing serves yet); held by others everywhere fails."""
-    for state in states:
-        if state.ours:
-            if state.error:
-                return Check(PORT, "fail", f"digisign-web holds port {state.port} but {inert_line(state.error)}",
-                             "restart it (systemctl --user restart digisign-web, or stop it and run "
-                             "digisign-web serve with the same --state-dir)", str(state.port))
-            return Check(PORT, "ok", _server_summary(state), item=str(state.port))
-    taken = [s for s in states if not s.free]
-    who = "; ".join(f"port {s.port} is held by "
-                    + (", ".join(h.describe() for h in s.holders) if s.holders else "an unknown process")
-                    for s in taken)
-    free = next((s for s in states if s.free), None)
+    """The SCS port verdict over the port list, which ``serve`` claims first-free-wins and clients ask in order
+    (F17): our server answering is ok; free is a warning (nothing serves yet); held by others everywhere fails."""
+    ports = ",".join(str(s.port) for s in states)
     fix_taken = ("stop that program, or give digisign-web a free port: --port PORT, or httpsPorts in "
-                 "DigiSign.conf (clients look at 53952 first)")
+                 "DigiSign.conf (clients ask 53952 first, then 23124 and 8089)")
+    for index, state in enumerate(states):
+        if not state.ours:
+            continue
+        if state.error:
+            fix = ("run doctor with the --state-dir that serve uses, or restart serve with this one"
+                   if "certificate" in state.error else
+                   "restart it (systemctl --user restart digisign-web, or stop it and run digisign-web serve)")
+            return Check(PORT, "fail", f"digisign-web holds port {state.port} but {inert_line(state.error)}", fix,
+                         str(state.port))
+        before = [s for s in states[:index] if not s.free]
+        if before:
+            return Check(PORT, "warn", f"{_server_summary(state)}; but {_who(before)}, and clients ask there first",
+                         fix_taken, ports)
+        return Check(PORT, "ok", _server_summary(state), item=str(state.port))
+    taken = [s for s in states if not s.free]
+    free = next((s for s in states if s.free), None)
     if free is None:
-        return Check(PORT, "fail", who, fix_taken, ",".join(str(s.port) for s in states))
+        return Check(PORT, "fail", _who(taken), fix_taken, ports)
     if taken:
-        fix = f"{fix_taken}; or start it there: {serve}"
-        return Check(PORT, "warn", f"{who}; serve would take port {free.port}, which some clients never try",
-                     fix, ",".join(str(s.port) for s in states))
-    return Check(PORT, "warn", f"port {free.port} is free, but no digisign-web server is running",
-                 serve, str(free.port))
+        return Check(PORT, "warn", f"{_who(taken)}; serve would take port {free.port}, which clients ask later",
+                     f"{fix_taken}; or start it there: {serve}", ports)
+    return Check(PORT, "warn", f"port {free.port} is free, but no digisign-web server is running", serve,
+                 str(free.port))
 
 
 # --- Chromium's Local Network Access ---------------------------------------------------------------------

@@ -199,3 +199,11 @@ def test_text_output_one_line_per_check(pcscd, doctor: Doctor) -> None:
     assert any(line.startswith("FAIL  signing-certificate: no card in any reader  -> fix: insert") for line in lines)
     assert any(line.startswith("OK    pcscd: running") and "fix" not in line for line in lines)
     assert lines[-1].startswith("Signing from a browser will not work")
+
+
+def test_usage_errors_exit_2_in_one_line(doctor: Doctor, tmp_path: Path) -> None:
+    for args in (["--config", str(tmp_path / "missing.conf")], ["--port", "0"], ["--wait", "soon"]):
+        proc = subprocess.run([sys.executable, "-m", "digisign_web", "doctor", "--state-dir", str(doctor.state),
+                               *args], cwd=ROOT, env=doctor.env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stdout == "" and "Traceback" not in proc.stderr, args

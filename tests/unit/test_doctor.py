@@ -120,7 +120,13 @@ def test_our_server_answering_is_ok_and_not_answering_fails() -> None:
         in check.summary
     broken = PortState(53952, (ours,), error="its certificate is not from the local CA in /s")
     check = doctor.port_check([broken])
-    assert check.status == "fail" and "not from the local CA" in check.summary and "restart" in check.fix
+    assert check.status == "fail" and "not from the local CA" in check.summary and "--state-dir" in check.fix
+    silent = PortState(53952, (ours,), error="/version did not answer: timed out")
+    assert "restart" in doctor.port_check([silent]).fix
+    stranger = PortState(53952, (Holder(9, me + 1, "bob", "nc", ("nc", "-l")),))
+    check = doctor.port_check([stranger, PortState(23124, (ours,), answer={"version": "1.1"})])
+    assert check.status == "warn" and "answers on https://localhost:23124/" in check.summary
+    assert "port 53952 is held by nc (pid 9, user bob" in check.summary
 
 
 def test_only_a_digisign_serve_of_this_user_is_ours() -> None:
