@@ -200,7 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_card_policy(p)
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("service", help="run the server at login (systemd user unit, or XDG autostart)")
+    p = sub.add_parser("service", help="run the server at login (systemd user unit, or XDG autostart)",
+                       description="install: write, enable and start a systemd user unit "
+                                   "($XDG_CONFIG_HOME/systemd/user/digisign-web.service), or, where the desktop "
+                                   "session does not run through systemd, an XDG autostart entry "
+                                   "($XDG_CONFIG_HOME/autostart/digisign-web.desktop). uninstall: undo it. status: "
+                                   "exit code 0 installed and running, 1 installed but not running, 3 not installed.")
     p.add_argument("action", choices=("install", "uninstall", "status"))
     p.add_argument("--dry-run", action="store_true", help="print what would be written or run, change nothing")
     p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
