@@ -158,6 +158,11 @@ async def _run(options: ServeOptions) -> int:
     limit_log_repeats()
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     limits = ConnectionLimits(max_connections=fd_budget())
+    # SIGTERM (systemd's stop, `kill`) ends the server like Ctrl-C does: through the cleanup below, so the card
+    # manager stops and the card is released, instead of the process dying where it stands. Set before anything
+    # says "listening", so a stop that follows at once is clean too.
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     try:
         await runner.setup()
         if not limits.check_peer:
@@ -176,10 +181,6 @@ async def _run(options: ServeOptions) -> int:
             print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
         print(f"dialog: {options.dialog}", flush=True)
         log.info("listening on port %d", port)
-        # SIGTERM (systemd's stop, `kill`) ends the server like Ctrl-C does: through the cleanup below, so the
-        # card manager stops and the card is released, instead of the process dying where it stands.
-        stopping = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
         await stopping.wait()
         log.info("stopping (SIGTERM)")
     finally:
