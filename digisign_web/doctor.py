@@ -810,27 +810,30 @@ class DoctorOptions:
 
 
 def run_checks(options: DoctorOptions) -> list[Check]:
-    """Every check, in the order a user would fix things."""
+    """Every check, in the order a user would fix things. Cards are read when pcscd has readers or a
+    pkcs11Module loads (the card manager reads PKCS#11 tokens beside PC/SC where the policy names modules)."""
     settings = options.settings
     checks = settings_checks(settings)
     probe = probe_pcsc()
     checks.append(pcscd_check(probe, pcscd_installed(), pcscd_socket()))
     if probe.readers is not None:
         checks += reader_checks(probe.readers, options.policy.exclude_reader)
-        if probe.readers:
-            reports = card_reports(options.policy, options.wait)
-            if isinstance(reports, str):
-                checks.append(Check(CARD, "fail", f"the cards could not be read: {inert_line(reports)}",
-                                    "take the card out and put it back; check that no other program holds it"))
-                checks.append(signing_check([], []))
-            else:
-                checks += card_checks(reports, settings.cert_expiration_warning_days)
+    modules = [pkcs11_check(path) for path in pkcs11_paths(settings, options.pkcs11_modules)]
+    checks += modules
+    if probe.readers or any(m.status == "ok" for m in modules):
+        reports = card_reports(options.policy, options.wait)
+        if isinstance(reports, str):
+            checks.append(Check(CARD, "fail", f"the cards could not be read: {inert_line(reports)}",
+                                "take the card out and put it back; check that no other program holds it"))
+            checks.append(Check(SIGNING_CERTIFICATE, "fail", "no card could be read", "see the card line above"))
         else:
-            checks.append(signing_check([], []))
-    else:
+            checks += card_checks(reports, settings.cert_expiration_warning_days)
+    elif probe.readers is None:
         checks.append(Check(SIGNING_CERTIFICATE, "fail", "no card can be read without pcscd",
                             "fix pcscd first (see above)"))
-    checks += [pkcs11_check(path) for path in pkcs11_paths(settings, options.pkcs11_modules)]
+    else:
+        checks.append(Check(SIGNING_CERTIFICATE, "fail", "no card reader, so no card",
+                            "see the readers line above"))
     ca_pem = options.state_dir / "tls" / "ca.pem"
     checks += trust_checks(ca_pem, options.home, fix=f"digisign-web trust install{options.state_option}")
     states = [port_state(port, ca_pem, options.proc) for port in options.ports]
