@@ -1,5 +1,6 @@
 # digisign-web developer targets.
-#   make demo   - set up .venv (if needed) and run the server with a virtual card
+#   make demo   - install what the build needs (scripts/demo-deps.sh), then run the server with a virtual card
+#                 (extra serve options: make demo ARGS='--port 8443')
 #   make test   - the full test run (scripts/test.sh; extra pytest args: make test ARGS='-k foo')
 #   make unit   - the Python-only lane: tests/unit without pcscd, Chromium or a server subprocess (< 60 s)
 #   make lint   - ruff check
@@ -13,11 +14,11 @@ ARGS       ?=
 
 .PHONY: demo test unit lint bench clean
 
-# Needs no pcscd and no apt packages beyond what pyscard's build needs
-# (gcc, libpcsclite-dev, Python headers); see scripts/venv.sh.
+# Needs no pcscd: apt packages only for pyscard's build (scripts/system-packages.sh; as non-root the one
+# sudo line and a stop), then .venv (re)installed: a stale .venv would run old code.
 demo:
-	@bash scripts/venv.sh . >/dev/null  # (re)install: a stale .venv would run old code
-	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog web
+	@bash scripts/demo-deps.sh
+	exec $(VENV)/bin/digisign-web serve --virtual-card fineid-v4 --dialog web $(ARGS)
 
 test:
 	bash scripts/test.sh $(ARGS)

@@ -6,8 +6,12 @@
 # Used by `make demo` (spec ".") and scripts/test-deps.sh (spec ".[test]").
 #
 # Needs only python3 (>= 3.11) with venv/ensurepip, and - because pyscard is
-# built from source - gcc, the Python headers and libpcsclite-dev. It needs no
-# pcscd and no other system package. Exit code: 0 ok, 1 on failure.
+# built from source - gcc, the Python headers and libpcsclite-dev: the list in
+# scripts/system-packages.sh, which scripts/demo-deps.sh and test-deps.sh
+# install. It needs no pcscd and no other system package.
+# pip is the one ensurepip brings (not upgraded: a download and ~4 s for nothing
+# the install needs); pip's cache is used, so a second clone builds no pyscard.
+# Exit code: 0 ok, 1 on failure.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,14 +25,16 @@ die() { echo "venv.sh: ERROR: $*" >&2; exit 1; }
 
 command -v python3 >/dev/null 2>&1 \
     || die "python3 not found (Debian: sudo apt-get install python3 python3-venv python3-dev)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$(python3 -V 2>&1) is too old: digisign-web needs Python 3.11 or newer (Debian 12)"
+
+# shellcheck source=scripts/system-packages.sh
+source scripts/system-packages.sh
 
 build_hint() {
-    local missing=()
-    command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-    [[ -e /usr/include/PCSC/winscard.h ]] || missing+=(libpcsclite-dev)
-    local inc
-    inc=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
-    [[ -n $inc && -e $inc/Python.h ]] || missing+=(python3-dev)
+    command -v dpkg-query >/dev/null 2>&1 || return 0  # not Debian: pip's own error must do
+    local missing
+    mapfile -t missing < <(missing_packages "${BUILD_PACKAGES[@]}"; python_packages)
     if ((${#missing[@]})); then
         echo "venv.sh: pyscard is built from source and needs: ${missing[*]}" >&2
         echo "venv.sh:   sudo apt-get install --no-install-recommends ${missing[*]}" >&2
@@ -47,7 +53,6 @@ if [[ ! -x $VENV/bin/python ]]; then
         || die "python3 cannot create virtualenvs (no ensurepip); Debian: sudo apt-get install python3-venv"
     echo "venv.sh: creating $VENV with $(python3 -V 2>&1)"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
 fi
 
 # Warn early (pyscard may still come as a wheel, so this is not fatal yet).
