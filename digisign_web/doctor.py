@@ -74,7 +74,6 @@ FIX_TRUST = "digisign-web trust install"
 FIX_SERVE = "digisign-web serve (or, to start it at every login: digisign-web service install)"
 SCARD_E_NO_SERVICE = 0x8010001D
 SCARD_E_SERVICE_STOPPED = 0x8010001E
-SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
 
 
 @dataclass(frozen=True)
