@@ -7,7 +7,7 @@ import logging
 import os
 import termios
 
-from digisign_web.dialog.protocol import Dialog, DialogAnswer, DialogRefused, DialogRequest
+from digisign_web.dialog.protocol import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest
 from digisign_web.text import inert_line
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class TerminalDialog(Dialog):
         try:
             _write(fd, "\n" + request.summary() + "\n")
             for number, choice in enumerate(request.choices, 1):
-                tries = "BLOCKED" if choice.blocked else (
+                tries = f"BLOCKED (unblock it with the PUK: {_unblock_command(choice)})" if choice.blocked else (
                     f"{choice.tries_left} tries left" if choice.tries_left is not None else "")
                 warn = "  (expires soon)" if choice.expiring_soon else ""
                 _write(fd, f"  [{number}] {inert_line(choice.subject)}  [{choice.role}, {choice.key}] "
@@ -47,7 +47,13 @@ class TerminalDialog(Dialog):
                 return DialogAnswer.cancel()
             index = int(line) - 1
             choice = request.choices[index]
-            if not choice.needs_pin:
+            if choice.blocked:  # the service refuses it: no PIN to ask, but where the PUK helps
+                _write(fd, f"{inert_line(choice.pin_label)} is blocked: unblock it with the PUK "
+                           f"({_unblock_command(choice)}, or the My card page).\n")
+                return DialogAnswer(index)
+            if not choice.needs_pin or choice.pin_on_reader:
+                if choice.needs_pin:  # D62: the reader asks; the PIN never crosses this computer
+                    _write(fd, f"After you answer y, enter {inert_line(choice.pin_label)} on the reader.\n")
                 _write(fd, f"Sign for {origin}? [y/N] ")
                 yes = _readline(fd).strip().lower() in ("y", "yes", "k", "kyllä", "j", "ja")
                 return DialogAnswer(index) if yes else DialogAnswer.cancel()
@@ -55,6 +61,11 @@ class TerminalDialog(Dialog):
             return DialogAnswer(index, pin) if pin else DialogAnswer.cancel()
         finally:
             os.close(fd)
+
+
+def _unblock_command(choice: Choice) -> str:
+    """The command that unblocks the choice's PIN (the My card page does it too)."""
+    return f"digisign-web pin unblock --{'pin1' if choice.role == 'authentication' else 'pin2'}"
 
 
 def _write(fd: int, text: str) -> None:
