@@ -78,7 +78,7 @@ function showTries(left, blocked) {
   $("sign").disabled = Boolean(blocked);
   if (blocked) {
     tries.textContent = "";
-    showError(t("blocked"));
+    showError(t("blocked"), true);
     return;
   }
   if (left === null || left === undefined) {
@@ -91,10 +91,20 @@ function showTries(left, blocked) {
   }
 }
 
-function showError(text) {
+function showError(text, myCard) {
   const error = $("error");
   error.textContent = text;
+  if (myCard) error.append(" ", myCardLink());
   error.hidden = !text;
+}
+
+/** The "My card" page, where a blocked PIN is unblocked with the PUK (a new tab: this one stays). */
+function myCardLink() {
+  const link = el("a", "my-card-link", t("openMyCard"));
+  link.href = "/card";
+  link.target = "_blank";
+  link.rel = "noopener";
+  return link;
 }
 
 function finish(result) {
@@ -108,11 +118,13 @@ function finish(result) {
     : t("failed", { text: result.text || "" });
   $("result").textContent = text;
   $("result").className = "result " + (result.result === "signed" ? "ok" : "bad");
+  const blocked = result.result === "failed" && /\bblocked\b/.test(result.text || "");
+  if (blocked) $("result").append(" ", myCardLink()); // the PIN just got blocked: where to unblock it
   if (details && details.next && result.result !== "expired") {
     location.replace(details.next); // WebSigner: hand the result back to the page that asked
     return;
   }
-  setTimeout(() => window.close(), 1500);
+  if (!blocked) setTimeout(() => window.close(), 1500);
 }
 
 function setBusy(on) {

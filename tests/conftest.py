@@ -30,7 +30,6 @@ pytest_plugins = [
     "tests.support.servers",
     "tests.support.browser",
     "tests.support.relying_party",
-    "tests.support.card_cache",
     "tests.support.softhsm",
     "tests.support.opensc",
 ]

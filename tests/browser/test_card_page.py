@@ -5,6 +5,9 @@ nor frame the page (D46-D48). Plain `def`: Playwright's sync API cannot run insi
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import concurrent.futures
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,3 +198,24 @@ def test_another_site_can_neither_read_the_api_nor_frame_the_page(page, web_serv
     assert {p["id"]: p["triesLeft"] for p in result["cards"][0]["pins"]}["pin2"] == 5
     log = web_server.server.log()
     assert "refused" in log and WRONG not in log and "975319" not in log
+
+
+def test_the_signing_dialog_links_a_blocked_pin_to_my_card(page, web_server: WebServer) -> None:
+    body = {"pin": "pin2", "reader": "digisign-web virtual reader", "old": WRONG, "new": "975319", "again": "975319"}
+    assert [api(page, "change", body)["code"] for _ in range(5)][-1] == "blocked"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: asyncio.run(web_server.server.post(
+            {"content": base64.b64encode(b"x").decode(), "selector": {"keyusages": ["nonrepudiation"]}})))
+        dialog = page.context.new_page()
+        assert dialog.goto(web_server.next_dialog_url()).status == 200
+        dialog.wait_for_selector("#request:not([hidden])")
+        assert "My card" in dialog.text_content("#error") and dialog.is_disabled("#sign")
+        link = dialog.wait_for_selector("#error a.my-card-link")
+        assert link.get_attribute("href") == "/card" and link.inner_text() == "Open My card"
+        with page.context.expect_page() as opened:
+            link.click()
+        card = opened.value
+        card.wait_for_selector(".one-card .counters tr[data-pin=pin2] .blocked")  # the page opened, same origin
+        assert card.url == web_server.base + "/card"
+        dialog.click("#cancel")
+        assert pending.result(timeout=30)["reasonCode"] == 401

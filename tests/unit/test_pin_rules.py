@@ -256,3 +256,54 @@ def test_errors_never_carry_the_pin(vtoken: Token) -> None:
             call(PinManagement(settings(pin_complexity_check=1)))
         text = json.dumps(caught.value.as_json())
         assert not any(secret in text for secret in ("000000", "975319", "99999999"))
+
+
+# -- the terminal dialog names the command for a blocked PIN ---------------------------------------
+
+
+async def test_the_terminal_dialog_names_pin_unblock_for_a_blocked_pin() -> None:
+    import asyncio
+    import os
+    import threading
+    import time
+
+    from digisign_web.dialog.protocol import Choice, DialogRequest
+    from digisign_web.dialog.terminal import TerminalDialog
+
+    blocked = Choice(label="Signature certificate", subject="CN=SPECIMEN", issuer="CN=CA", role="signature",
+                     key="EC secp384r1", not_after="2031-01-01", expiring_soon=False, pin_label="PIN2",
+                     tries_left=0, blocked=True, needs_pin=True, reader="r", virtual=True)
+    request = DialogRequest("https://eservice.example", None, "cms", "data", "SHA256", 1, "ab" * 32, (blocked,))
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def typist() -> None:
+        deadline = time.monotonic() + 10
+        while b"Enter to cancel: " not in b"".join(seen) and time.monotonic() < deadline:
+            try:
+                seen.append(os.read(master, 4096))
+            except BlockingIOError:
+                time.sleep(0.02)
+        os.write(master, b"1\n")
+        done.wait(10)
+        try:
+            while chunk := os.read(master, 4096):
+                seen.append(chunk)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=typist)
+    thread.start()
+    try:
+        answer = await asyncio.wait_for(TerminalDialog(os.ttyname(slave)).ask(request), 10)
+    finally:
+        done.set()
+        thread.join()
+        os.close(slave)
+        os.close(master)
+    screen = b"".join(seen).decode(errors="replace")
+    assert "BLOCKED (unblock it with the PUK: digisign-web pin unblock --pin2)" in screen
+    assert "PIN2 is blocked: unblock it with the PUK (digisign-web pin unblock --pin2, or the My card page)" in screen
+    assert (answer.choice, answer.pin) == (0, None)  # no PIN asked: the service answers "blocked"
