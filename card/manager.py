@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from card.cache import CardCache
 from card.errors import CardError, UnsupportedCardError
 from card.readers import PcscReaders, ReaderEvent
 from card.token import CardToken, Token
@@ -35,6 +36,7 @@ class CardPolicy:
     allow_unknown_cards: bool = True  # allowUnknownCards
     label_filter: Callable[[str], bool] | None = None  # validTokenInfoLabel
     refresh_interval: float = 5.0  # buildReaderListTimer
+    cache: CardCache | None = None  # SmartCardSNCache / SmartCardCachePath: known cards' certificates (D57)
     pkcs11_modules: tuple[str, ...] = ()  # pkcs11Module and --pkcs11-module: tokens through these modules too
     pkcs11_preferred: bool = False  # pkcs11Preferred: a card both see is offered through its module (D63)
 
@@ -144,6 +146,7 @@ class CardManager:
                     transport,
                     allow_unknown_cards=self.policy.allow_unknown_cards,
                     label_filter=self.policy.label_filter,
+                    cache=self.policy.cache,
                 )
             except BaseException:
                 transport.close()

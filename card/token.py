@@ -8,15 +8,21 @@ RESPONSE on T=0). A removed card raises :class:`~card.errors.CardRemovedError` a
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from asn1crypto import x509 as asn1_x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
 from card import files, pkcs15
 from card.apdu import Command, Response, find_tlv, parse_tlv
+from card.cache import CachedFile, CardCache, CardSnapshot
 from card.certificate import CardCertificate, build_chain
-from card.crypto import ecdsa_der_to_raw, hash_by_name
+from card.crypto import Hash, ecdsa_der_to_raw, ecdsa_raw_to_der, hash_by_name
 from card.errors import (
     CardRemovedError,
     FatalCardError,
@@ -158,7 +164,8 @@ class CardToken(Protocol):
 class Token:
     """One card in one reader. Not thread-safe by itself: callers serialise (one operation at a time)."""
 
-    def __init__(self, transport: Transport, profile: CardProfile, app_path: bytes | None = None):
+    def __init__(self, transport: Transport, profile: CardProfile, app_path: bytes | None = None,
+                 cache: CardCache | None = None):
         self.transport = transport
         self.profile = profile
         self.app_path = app_path  # absolute path of the PKCS#15 DF, when known (from EF.DIR)
@@ -172,6 +179,14 @@ class Token:
         self._certs: list[Certificate] | None = None
         self._chains: dict[bytes, list[CardCertificate]] = {}  # leaf DER -> its chain (signatures checked once)
         self._known_layout = False
+        # The smart-card cache (card/cache.py, D57): what was read, in order, to validate and store it.
+        self.cache = cache
+        self.cache_state = "off" if cache is None else "unconsulted"  # then: cold, cached, uncacheable
+        self._sizes: dict[bytes, int | None] = {}  # path -> FCP size of the files read
+        self._absent: set[bytes] = set()  # paths the card answered "not found" (no need to ask again)
+        self._read_order: dict[bytes, None] = {}  # every path met, in order (files read and absent)
+        self._cert_paths: set[bytes] = set()  # the certificate files among them
+        self._cache_proven: set[bytes] = set()  # cached certificates a signature has matched
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -181,18 +196,20 @@ class Token:
         *,
         allow_unknown_cards: bool = True,
         label_filter: Callable[[str], bool] | None = None,
+        cache: CardCache | None = None,
     ) -> Token:
         """Recognise the card (ATR, then the PKCS#15 application) and return a token for it.
 
         Raises :class:`UnsupportedCardError` for a card we should not use: unknown ATR with
         ``allow_unknown_cards`` off, no PKCS#15 application, or a TokenInfo label that ``label_filter``
-        rejects (its ``str()`` names the rule in the message).
+        rejects (its ``str()`` names the rule in the message). With ``cache``, the certificates of a card
+        read before come from it once the card shows it has not changed (D57).
         """
         profile = match_profile(transport.atr)
         if profile is None and not allow_unknown_cards:
             raise UnsupportedCardError(
                 f"unknown card (ATR {transport.atr.hex(' ').upper()}) and allowUnknownCards is off")
-        token = cls(transport, profile or GENERIC)
+        token = cls(transport, profile or GENERIC, cache=cache)
         token._locate_application(confirm_profile=profile is not None)
         if label_filter is not None:
             label = token.token_info.label
@@ -253,6 +270,8 @@ class Token:
         """Run a cold read, then make sure the application is selected again, so that the reads
         (which may wander outside it) cost the next PIN or signing operation nothing."""
         def run() -> T:
+            if self.cache_state == "unconsulted":
+                self._consult_cache()
             result = fn()
             self._ensure_app()
             return result
@@ -267,6 +286,10 @@ class Token:
         self._pins = self._keys = None
         self._certs = None
         self._chains.clear()
+        self._sizes.clear()
+        self._absent.clear()
+        self._read_order.clear()
+        self._cert_paths.clear()
 
     def close(self) -> None:
         """Forget the card and close its connection (the manager drops a token this way)."""
@@ -294,13 +317,121 @@ class Token:
         path = self._absolute(path)
         if path in self._files:
             return self._files[path]
-        size = files.select(self._transmit, path)
+        if path in self._absent:
+            raise FileNotFoundOnCardError(0x6A82, "file not found (asked before)", f"SELECT {path.hex().upper()}")
+        size = self._select_size(path)
+        data = files.read_selected(self._transmit, path, size, der)
+        self._files[path] = data
+        self._read_order[path] = None
+        return data
+
+    def _select_size(self, path: bytes) -> int | None:
+        """SELECT ``path`` (absolute) with FCP: its size, or None; remembers a path the card does not have."""
+        try:
+            size = files.select(self._transmit, path)
+        except FileNotFoundOnCardError:
+            self._absent.add(path)
+            self._read_order[path] = None
+            raise
         if path.startswith(MF) and not (self.app_path and path.startswith(self.app_path)):
             # An absolute path may lead out of the application: select it again before PIN use.
             self._app_ready = False
-        data = files.read_selected(self._transmit, path, size, der)
-        self._files[path] = data
-        return data
+        self._sizes[path] = size
+        return size
+
+    def _read_certificate(self, path: bytes, der: bool = False) -> bytes:
+        """A certificate file: what the cache may serve on the next insertion without reading it."""
+        self._cert_paths.add(self._absolute(path))
+        return self._read_file(path, der)
+
+    # -- the smart-card cache (D57) -----------------------------------------------------------
+    def _consult_cache(self) -> None:
+        """Before the first cold read: if the cache holds this card (by EF.TokenInfo's serial) and the card
+        shows it is unchanged, the cached certificate files are taken as read. Runs inside a card transaction."""
+        assert self.cache is not None
+        self.cache_state = "uncacheable"
+        if self._token_info is None:
+            self._token_info = self._read_token_info()
+        serial = self._token_info.serial
+        if not serial:
+            log.debug("%s: the card has no serial in EF.TokenInfo: not cached", self.reader)
+            return
+        self.cache_state = "cold"
+        snapshot = self.cache.load(serial, self.atr)
+        if snapshot is None:
+            return
+        reason = self._changed_since(snapshot)
+        if reason:
+            log.info("%s: the card changed since it was cached (%s): reading it again", self.reader, reason)
+            return
+        for item in snapshot.files:
+            if item.kind == "certificate" and item.data is not None:
+                self._files[item.path] = item.data
+                self._read_order[item.path] = None
+                self._cert_paths.add(item.path)
+            elif item.kind == "absent":
+                self._absent.add(item.path)
+                self._read_order[item.path] = None
+        self.cache_state = "cached"
+        log.info("%s: certificates from the card cache (%d files checked on the card)", self.reader,
+                 len(snapshot.files))
+
+    def _changed_since(self, snapshot: CardSnapshot) -> str:
+        """Why the card is not the one ``snapshot`` saw ("" when it is): each small file read again and
+        compared, each certificate file's FCP size, each absent file still absent (D57)."""
+        for item in snapshot.files:
+            name = item.path.hex().upper()
+            try:
+                if not item.path.startswith(MF):
+                    self._ensure_app()  # a path relative to the application (FINEID's 5032, 4331)
+                if item.kind == "check":
+                    if self._read_file(item.path) != item.data:
+                        return f"{name} differs"
+                elif item.kind == "certificate":
+                    if item.path in self._files:
+                        continue  # read in full already (e.g. EF.TokenInfo is never a certificate)
+                    size = self._sizes[item.path] if item.path in self._sizes else self._select_size(item.path)
+                    if size is None or size != item.size:
+                        return f"{name} is {size} bytes, was {item.size}"
+                elif item.path not in self._absent:
+                    self._select_size(item.path)
+                    return f"{name} appeared"
+            except FileNotFoundOnCardError:
+                if item.kind != "absent":
+                    return f"{name} is gone"
+            except StatusWordError as exc:
+                return f"{name}: {exc}"
+        # A renewed certificate of the same size is invisible above; renewal happens when the old one runs
+        # out, so a cached certificate past its notAfter means: read the card (F35).
+        now = datetime.datetime.now(datetime.UTC)
+        for item in snapshot.files:
+            if item.kind == "certificate" and item.data is not None:
+                try:  # only the validity is decoded here; the token parses the whole certificate later
+                    validity = asn1_x509.Certificate.load(item.data, strict=False)["tbs_certificate"]["validity"]
+                    expired = validity["not_after"].native < now
+                except (ValueError, TypeError, KeyError):
+                    return f"{item.path.hex().upper()} does not parse"
+                if expired:
+                    return f"the certificate in {item.path.hex().upper()} has expired"
+        return ""
+
+    def _store_cache(self) -> None:
+        """After a cold read of the certificates: write what was met, if the card can be checked next time."""
+        assert self.cache is not None
+        items = []
+        for path in self._read_order:
+            if path in self._absent:
+                items.append(CachedFile(path, "absent"))
+            elif path in self._cert_paths:
+                size = self._sizes.get(path)
+                if size is None:
+                    log.debug("%s: the card does not give %s's size: not cached", self.reader, path.hex().upper())
+                    return
+                items.append(CachedFile(path, "certificate", self._files[path], size))
+            elif path in self._files:
+                items.append(CachedFile(path, "check", self._files[path], self._sizes.get(path)))
+        if self.cache.store(CardSnapshot(self.serial, self.atr, tuple(items))):
+            self.cache_state = "stored"
 
     # -- PKCS#15 (lazy) -----------------------------------------------------------------------
     def _app_file(self, fid: bytes, der: bool = False) -> bytes:
@@ -323,11 +454,14 @@ class Token:
     @property
     def token_info(self) -> pkcs15.TokenInfoData:
         if self._token_info is None:
-            try:
-                self._token_info = self._guard(lambda: pkcs15.parse_token_info(self._app_file(FID_TOKENINFO)))
-            except FileNotFoundOnCardError:
-                self._token_info = pkcs15.TokenInfoData(version=0, serial="", label="")
+            self._token_info = self._guard(self._read_token_info)
         return self._token_info
+
+    def _read_token_info(self) -> pkcs15.TokenInfoData:
+        try:
+            return pkcs15.parse_token_info(self._app_file(FID_TOKENINFO))
+        except FileNotFoundOnCardError:
+            return pkcs15.TokenInfoData(version=0, serial="", label="")
 
     @property
     def serial(self) -> str:
@@ -394,6 +528,8 @@ class Token:
         """Every certificate on the card: keyed leaves first (authentication, signature), then CAs."""
         if self._certs is None:
             self._certs = self._load(self._load_certificates)
+            if self.cache_state == "cold":
+                self._store_cache()
         return self._certs
 
     def _load_certificates(self) -> list[Certificate]:
@@ -412,7 +548,8 @@ class Token:
         pins = {p.reference: p for p in self.pins}
         for known in self.profile.known_keys:
             try:
-                der = self._app_file(known.cert_path, der=True)
+                self._ensure_app()
+                der = self._read_certificate(known.cert_path, der=True)
             except FileNotFoundOnCardError:
                 continue  # an empty slot: this card is of another layout of the family
             cert = CardCertificate.load(der, f"{known.role} certificate {known.cert_path.hex().upper()}")
@@ -424,7 +561,7 @@ class Token:
                                      key_df=known.key_df))
         for path in self.profile.ca_paths:
             try:
-                der = self._read_file(path, der=True)
+                der = self._read_certificate(path, der=True)
             except FileNotFoundOnCardError:
                 continue
             label = f"CA certificate {path.hex().upper()}"
@@ -439,9 +576,9 @@ class Token:
         certs: list[Certificate] = []
         for ref in refs:
             if ref.offset is not None and ref.length is not None:
-                der = self._read_file(ref.path)[ref.offset:ref.offset + ref.length]
+                der = self._read_certificate(ref.path)[ref.offset:ref.offset + ref.length]
             else:
-                der = self._read_file(ref.path, der=True)
+                der = self._read_certificate(ref.path, der=True)
             cert = CardCertificate.load(der, f"certificate {ref.label!r}")
             key = keys.get(ref.id) if not ref.authority else None
             pin = pins.get(key.auth_id) if key is not None and key.auth_id else None
@@ -654,7 +791,35 @@ class Token:
             signature = ecdsa_der_to_raw(signature, (size + 7) // 8)
         if expected and len(signature) != expected:
             raise MalformedResponseError(f"signature has {len(signature)} bytes, expected {expected}")
+        if cert is not None and self.cache_state == "cached" and cert.der not in self._cache_proven:
+            self._prove_cached(cert, hash_entry, digest, signature, ec_key, pss)
         return signature
+
+    def _prove_cached(self, cert: Certificate, hash_entry: Hash, digest: bytes, signature: bytes, ec_key: bool,
+                      pss: bool) -> None:
+        """The first signature of a key whose certificate came from the cache is checked against it (once per
+        insertion, no APDU): a re-keyed card whose files looked unchanged never gets a signature out under
+        its old certificate (D57). On a mismatch the cache entry goes and the token must be opened again."""
+        public_key = cert.certificate.public_key
+        prehashed = utils.Prehashed(hash_entry.new())
+        try:
+            if ec_key:
+                assert isinstance(public_key, ec.EllipticCurvePublicKey)
+                public_key.verify(ecdsa_raw_to_der(signature), digest, ec.ECDSA(prehashed))
+            else:
+                assert isinstance(public_key, rsa.RSAPublicKey)
+                scheme = (padding.PSS(padding.MGF1(hash_entry.new()), padding.PSS.AUTO) if pss
+                          else padding.PKCS1v15())
+                public_key.verify(signature, digest, scheme, prehashed)
+        except InvalidSignature:
+            log.warning("%s: the key does not match the cached %s: the card changed; its cache entry is dropped",
+                        self.reader, cert.label)
+            assert self.cache is not None
+            self.cache.forget(self.serial)
+            self.invalidate()
+            raise CardRemovedError("the card's keys changed since its certificates were cached: "
+                                   "read the card again") from None
+        self._cache_proven.add(cert.der)
 
     def _cert_for(self, key: pkcs15.KeyInfo) -> Certificate | None:
         return next((c for c in self.certificates() if c.key is not None and c.key.id == key.id), None)

@@ -74,7 +74,6 @@ FIX_TRUST = "digisign-web trust install"
 FIX_SERVE = "digisign-web serve (or, to start it at every login: digisign-web service install)"
 SCARD_E_NO_SERVICE = 0x8010001D
 SCARD_E_SERVICE_STOPPED = 0x8010001E
-SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
 
 
 @dataclass(frozen=True)
@@ -434,12 +433,6 @@ def pkcs11_check(path: Path, timeout: float = PKCS11_TIMEOUT) -> Check:
     if proc.returncode != 0:
         return Check(PKCS11_MODULE, "fail", f"loading it crashed the probe (exit {proc.returncode})", fix, item)
     return Check(PKCS11_MODULE, "ok", "a PKCS#11 module (loads, exports C_GetFunctionList)", item=item)
-
-
-def pkcs11_paths(settings: Settings, extra: Iterable[Path] = ()) -> list[Path]:
-    """pkcs11Module's paths (space-separated) and the command line's, each once, in order."""
-    paths = [Path(p) for p in settings.pkcs11_module.split()] + [Path(p) for p in extra]
-    return list(dict.fromkeys(paths))
 
 
 # --- trust -----------------------------------------------------------------------------------------------
@@ -804,7 +797,6 @@ class DoctorOptions:
     policy: CardPolicy
     ports: tuple[int, ...]
     wait: float = 2.0
-    pkcs11_modules: tuple[Path, ...] = ()
     state_option: str = ""  # " --state-dir DIR" when doctor was given one, for the commands it suggests
     proc: Path = field(default=Path("/proc"))
 
@@ -818,7 +810,8 @@ def run_checks(options: DoctorOptions) -> list[Check]:
     checks.append(pcscd_check(probe, pcscd_installed(), pcscd_socket()))
     if probe.readers is not None:
         checks += reader_checks(probe.readers, options.policy.exclude_reader)
-    modules = [pkcs11_check(path) for path in pkcs11_paths(settings, options.pkcs11_modules)]
+    # pkcs11Module and --pkcs11-module, joined where the card manager gets them (settings.card_policy).
+    modules = [pkcs11_check(Path(path)) for path in options.policy.pkcs11_modules]
     checks += modules
     if probe.readers or any(m.status == "ok" for m in modules):
         reports = card_reports(options.policy, options.wait)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from card import CardPolicy
+from card.cache import CardCache
 from digisign_web.wildcards import matcher
 
 log = logging.getLogger(__name__)
@@ -447,6 +448,21 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
     return Settings(**values, sources=tuple(sources), warnings=tuple(warnings), ignored=tuple(sorted(ignored)))
 
 
+def _card_cache(settings: Settings) -> CardCache | None:
+    """SmartCardSNCache and SmartCardCachePath as the card layer's cache (D56, D59): the directory defaults
+    to ``$XDG_CACHE_HOME/digisign-web/cards``; mode 3's per-user secret sits beside it, never in a shared
+    SmartCardCachePath. Nothing is created until a card is read."""
+    from card.cache import MachineUserKey, user_cache_dir
+
+    mode = settings.smart_card_sn_cache
+    if not mode:
+        return None
+    base = user_cache_dir() / "digisign-web"
+    path = settings.smart_card_cache_path.strip()
+    directory = Path(path).expanduser() if path else base / "cards"
+    return CardCache(directory, mode, MachineUserKey(base / "card-cache.key") if mode == 3 else None)
+
+
 def card_policy(settings: Settings, *, exclude_reader: str = "", valid_token_info_label: str = "",
                 allow_unknown_cards: bool = True, pkcs11_modules: tuple[str, ...] = ()) -> CardPolicy:
     """The card layer's policy from DigiSign's settings; command-line values, when given, win.
@@ -458,6 +474,7 @@ def card_policy(settings: Settings, *, exclude_reader: str = "", valid_token_inf
         allow_unknown_cards=settings.allow_unknown_cards and allow_unknown_cards,
         label_filter=matcher(label, "validTokenInfoLabel") if label.strip() != "0" else None,
         refresh_interval=settings.build_reader_list_timer,
+        cache=_card_cache(settings),
         pkcs11_modules=modules,
         pkcs11_preferred=settings.pkcs11_preferred,
     )

@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.support.servers",
     "tests.support.browser",
     "tests.support.relying_party",
+    "tests.support.card_cache",
     "tests.support.softhsm",
     "tests.support.opensc",
 ]

@@ -80,7 +80,8 @@ def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object
             print(f"  ATR {atr.hex(' ').upper()}: not usable: {problems.get(reader, 'unknown reason')}")
             continue
         print(f"  Token: {report['profile']}  serial {report['serial']}  label {report['label']!r}")
-        print(f"  ATR:   {report['atr']}")
+        if report["atr"]:  # a PKCS#11 module gives none
+            print(f"  ATR:   {report['atr']}")
         for cert in report["certificates"]:  # type: ignore[attr-defined]
             algo = f"{cert['key_algorithm']} {cert['curve'] or cert['key_size']}"
             print(f"  - [{cert['role']}] {cert['label']}")
@@ -91,7 +92,8 @@ def _print_text(readers: dict[str, bytes | None], reports: list[dict[str, object
             pin = cert.get("pin")
             if pin:
                 state = "BLOCKED (unblock with the PUK)" if pin["blocked"] else (
-                    f"{pin['tries_left']} of {pin['max_tries'] or '?'} tries left")
+                    f"{pin['tries_left']} of {pin['max_tries'] or '?'} tries left" if pin["tries_left"] is not None
+                    else "tries left not known")
                 if pin["must_change"]:
                     state += ", must be changed"
                 print(f"      PIN:       {pin['label']} ({state})")
@@ -118,8 +120,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         virtual = VirtualCard(args.virtual_card, state_dir(args.state_dir))
     manager = CardManager(card_policy_of(args, settings), VirtualReader(virtual) if virtual is not None else None)
     try:
-        if virtual is None:
-            list_readers()  # fail fast, with the reason, when pcscd is not there
+        if virtual is None and manager.pkcs11 is None:
+            list_readers()  # fail fast, with the reason, when pcscd is not there (a PKCS#11 module may not need it)
         manager.start()
         manager.wait_settled(timeout=args.wait)
         reports = []
@@ -127,25 +129,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         for token in manager.tokens():
             try:
                 reports.append(_token_report(token, settings.cert_expiration_warning_days))
-                stats.append({"reader": token.reader, **token.transport.stats.snapshot()})
+                transport = getattr(token, "transport", None)  # a PKCS#11 module's APDUs are not ours to count
+                if transport is not None:
+                    stats.append({"reader": token.reader, **transport.stats.snapshot()})
             except CardError as exc:
                 log.error("%s: %s", token.reader, exc)
         readers, problems = manager.readers(), manager.problems()
+        twins = {r: t for r in readers if (t := manager.shadowed(r))}
+        modules = manager.pkcs11.modules() if manager.pkcs11 is not None else {}
     except TransportError as exc:
         raise CliError(str(exc)) from None
     finally:
         manager.stop()
     if args.json:
         out: dict[str, object] = {
-            "readers": [{"name": r, "card": a is not None, "problem": problems.get(r)}
+            "readers": [{"name": r, "card": a is not None, "problem": problems.get(r), "same_card_as": twins.get(r)}
                         for r, a in readers.items()],
             "tokens": reports,
+            "pkcs11_modules": [{"path": m, "problem": p} for m, p in modules.items()],
         }
         if args.stats:
             out["apdu_stats"] = stats
         print(json.dumps(out, indent=2))
     else:
-        _print_text(readers, reports, problems)
+        _print_text(readers, reports, {**problems, **{r: f"the same card as in {t}: listed there (D63)"
+                                                       for r, t in twins.items()}})
+        for module, problem in modules.items():
+            print(problem or f"PKCS#11 module {module}: loaded")
         if args.stats:
             for entry in stats:
                 print(f"APDUs for {entry['reader']}: {entry['apdus']} "

@@ -32,7 +32,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         policy=card_policy_of(args, settings),
         ports=(args.port,) if args.port else settings.https_ports,
         wait=max(0.0, args.wait),
-        pkcs11_modules=tuple(args.pkcs11_module or ()),
         state_option="" if args.state_dir == Path(default_state_dir_text()) else
         f" --state-dir {shlex.quote(str(args.state_dir))}",
     )

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from card import CardError, CardManager, Certificate, Token, WrongPinError
+from card.token import pin_on_reader
 from card.virtual import VirtualCard, VirtualReader
 from digisign_web.cli.common import CliError, card_policy_of, check_output, read_input, settings_of, state_dir, why
 
@@ -49,13 +50,17 @@ def _pick_certificate(args: argparse.Namespace, manager: CardManager, warning_da
     return token, cert
 
 
-def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str:
-    """The PIN, from the terminal (never echoed) or, with --pin-stdin, one line of standard input."""
+def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str | None:
+    """The PIN, from the terminal (never echoed) or, with --pin-stdin, one line of standard input; None when
+    the PIN is entered on the reader (a PKCS#11 protected authentication path, D62)."""
     if cert.pin is None:
         raise CardError("no PIN object is linked to this key")
     status = token.pin_status(cert.pin)
     if status.blocked:
         raise CardError(f"{cert.pin.label} is blocked: unblock it with the PUK first")
+    if pin_on_reader(cert.pin):
+        print(f"Enter {cert.pin.label} on the reader.", file=sys.stderr)
+        return None
     if args.pin_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     left = f", {status.tries_left} tries left" if status.tries_left is not None else ""

@@ -30,6 +30,8 @@ class AutoDialog(Dialog):
             return DialogAnswer.cancel()
         for index, choice in enumerate(request.choices):
             if choice.virtual or self.allow_real_cards:
-                return DialogAnswer(index, self.pins.get(choice.role) if choice.needs_pin else None)
+                # A PIN entered on the reader: approving is all the automatic dialog does (D62).
+                pin = self.pins.get(choice.role) if choice.needs_pin and not choice.pin_on_reader else None
+                return DialogAnswer(index, pin)
         raise DialogRefused("the automatic dialog only approves the virtual card "
                             "(start with --auto-approve-real-cards to change that)")

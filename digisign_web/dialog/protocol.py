@@ -45,6 +45,7 @@ class Choice:
     pin_min: int = 4
     pin_max: int = 12
     pin_digits: bool = True  # ascii-numeric PIN: the dialog can refuse letters before the card sees them
+    pin_on_reader: bool = False  # the PIN is entered on the reader (PKCS#11 protected path, D62): no PIN field
 
 
 @dataclass(frozen=True)

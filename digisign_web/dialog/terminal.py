@@ -51,7 +51,9 @@ class TerminalDialog(Dialog):
                 _write(fd, f"{inert_line(choice.pin_label)} is blocked: unblock it with the PUK "
                            f"({_unblock_command(choice)}, or the My card page).\n")
                 return DialogAnswer(index)
-            if not choice.needs_pin:
+            if not choice.needs_pin or choice.pin_on_reader:
+                if choice.needs_pin:  # D62: the reader asks; the PIN never crosses this computer
+                    _write(fd, f"After you answer y, enter {inert_line(choice.pin_label)} on the reader.\n")
                 _write(fd, f"Sign for {origin}? [y/N] ")
                 yes = _readline(fd).strip().lower() in ("y", "yes", "k", "kyllä", "j", "ja")
                 return DialogAnswer(index) if yes else DialogAnswer.cancel()

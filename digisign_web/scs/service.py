@@ -26,6 +26,7 @@ from card import (
     RetryableCardError,
     Token,
 )
+from card.token import pin_on_reader
 from digisign_web.dialog.protocol import Choice, Dialog, DialogAnswer, DialogRefused, DialogRequest, TabDialog
 from digisign_web.scs.authentication import check_authentication_content
 from digisign_web.scs.cancel_guard import CancelGuard
@@ -69,6 +70,7 @@ class SigningService:
         self.queue = OperationQueue(settings.queue_limit)
         self.guard = CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
         self.pins = PinSessions()  # whose PIN each card holds (D27, D28)
+        self._asking: set[asyncio.Future[Any]] = set()  # the open dialog questions, which a screen lock cancels
 
     @property
     def version(self) -> str:
@@ -174,6 +176,7 @@ class SigningService:
                 key_usage=tuple(cert.key_usage),
                 pin_min=cert.pin.min_length if cert.pin else 4, pin_max=cert.pin.max_length if cert.pin else 12,
                 pin_digits=(cert.pin.pin_type if cert.pin else "ascii-numeric") in ("ascii-numeric", "bcd"),
+                pin_on_reader=pin_on_reader(cert.pin),
             ))
         return choices
 
@@ -264,10 +267,39 @@ class SigningService:
         return await asyncio.to_thread(sign_request.hashed)
 
     async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
+        asking = asyncio.ensure_future(question)
+        self._asking.add(asking)
         try:
-            return await asyncio.wait_for(question, self.settings.dialog_timeout)
+            return await asyncio.wait_for(asking, self.settings.dialog_timeout)
         except (TimeoutError, DialogRefused) as exc:  # TimeoutError includes the web dialog's DialogNotShown
             raise scs_failure_for(exc) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if asking.cancelled() and task is not None and not task.cancelling():  # screen_locked, not the client
+                locked = Cancelled()
+                locked.text = "cancelled: the screen was locked"
+                raise locked from None
+            raise
+        finally:
+            self._asking.discard(asking)
+
+    async def screen_locked(self) -> None:
+        """closeGUIServerWhenLock (D45): whoever comes back to an unlocked screen may not be the user who entered
+        a PIN. The open dialog is cancelled (its request fails as cancelled, not counted as the page's cancel)
+        and every card forgets its verified PINs, so the next signature asks for PIN1 again."""
+        for asking in list(self._asking):
+            asking.cancel()
+
+        def log_out() -> None:
+            tokens = self.manager.cached_tokens()
+            for token in self.manager.tokens() if tokens is None else tokens:
+                self.pins.drop(token)
+
+        try:
+            await self._card(log_out)
+        except CardError as exc:
+            log.info("screen locked: could not log every card out (%s)", exc)
+        log.info("screen locked: the open dialog (if any) was cancelled and the cards were logged out")
 
     async def _converse(self, request: ScsRequest, sign_request: formats.SignRequest, origin: str | None,
                         dialog_request: DialogRequest, allowed: list[_Candidate], choices: list[Choice]
@@ -282,11 +314,11 @@ class SigningService:
             chosen, choice = allowed[answer.choice], choices[answer.choice]
             if choice.blocked:
                 raise PinBlocked(f"{choice.pin_label} is blocked; unblock it with the PUK")
-            if choice.needs_pin and not answer.pin:
+            if choice.needs_pin and not answer.pin and not choice.pin_on_reader:
                 raise ScsFailure(401, "no PIN was entered")
             pin_label = chosen.cert.pin.label if chosen.cert.pin else ""
             try:
-                result = await self._do_sign(request, sign_request, chosen, answer, origin)
+                result = await self._do_sign(request, sign_request, chosen, answer, origin, choice.needs_pin)
             except WrongPin as exc:
                 self.state.note_pin(chosen.token.reader, pin_label, exc.tries_left, exc.tries_left == 0)
                 if not exc.tries_left:
@@ -304,9 +336,12 @@ class SigningService:
             return result
 
     async def _do_sign(self, request: ScsRequest, sign_request: formats.SignRequest, chosen: _Candidate,
-                       answer: DialogAnswer, origin: str | None) -> dict[str, Any]:
+                       answer: DialogAnswer, origin: str | None, needs_pin: bool = True) -> dict[str, Any]:
         """The format is prepared and finished on the event loop; the card sees one worker-thread hop with
-        exactly the PIN check and the signature (VERIFY, MSE, PSO:HASH, PSO:CDS when warm)."""
+        exactly the PIN check and the signature (VERIFY, MSE, PSO:HASH, PSO:CDS when warm).
+
+        A PIN entered on the reader (D62) is asked by logging the token out first, so its login must ask; a
+        key that logs in for every signature (user consent) asks anyway."""
         token, cert = chosen.token, chosen.cert
         chain = token.chain(cert)
         try:
@@ -314,9 +349,12 @@ class SigningService:
         except formats.FormatError as exc:
             raise scs_failure_for(exc) from None
         pin_always, drop = self.settings.pin_always, self.settings.drop_authentication
+        on_reader = needs_pin and answer.pin is None and pin_on_reader(cert.pin)
+        consent = cert.key is not None and cert.key.user_consent > 0
+        log_out = pin_always or (on_reader and not consent)
 
         def on_card() -> bytes:
-            self.pins.take(token, origin, log_out=pin_always)
+            self.pins.take(token, origin, log_out=log_out)
             try:
                 return token.sign_digest(cert, pending.hash_algorithm, pending.digest, pin=answer.pin)
             finally:

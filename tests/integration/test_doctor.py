@@ -207,3 +207,21 @@ def test_usage_errors_exit_2_in_one_line(doctor: Doctor, tmp_path: Path) -> None
                                *args], cwd=ROOT, env=doctor.env(), capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stdout == "" and "Traceback" not in proc.stderr, args
+
+
+def test_a_pkcs11_token_signs_without_pcscd(softhsm_token, doctor: Doctor, tmp_path: Path) -> None:
+    """pcscd not running, but a SoftHSM2 token with a signature key through --pkcs11-module: browser signing
+    would work (the port is free, which only warns), so doctor exits 0 with the pcscd line failed."""
+    token = softhsm_token(keys=(("p384", "signature"),))
+    doctor.trust_install()
+    env = doctor.env(PCSCLITE_CSOCK_NAME=str(tmp_path / "no-pcscd.comm"), **token.env)
+    code, report = doctor.run("--pkcs11-module", str(token.module), "--port", str(free_port()), "--wait", "1",
+                              env=env)
+    assert only(report, "pcscd")["status"] == "fail"
+    module = only(report, "pkcs11-module")
+    assert module["status"] == "ok" and module["item"] == str(token.module)
+    signature = [c for c in checks(report, "certificate") if c["item"].endswith(": signature")]
+    assert len(signature) == 1 and signature[0]["status"] == "ok", report
+    assert only(report, "signing-certificate")["status"] == "ok"
+    assert only(report, "port")["status"] == "warn"
+    assert code == 0 and report["ok"] is True, report

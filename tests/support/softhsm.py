@@ -76,11 +76,20 @@ class SoftHsmToken:
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, f"softhsm2-util --delete-token failed: {result.stdout}{result.stderr}"
 
+    def shim_module(self, pin_counter: bool = False, login_log: Path | None = None) -> tuple[Path, dict[str, str]]:
+        """(module, env) of this token behind the test-double shim: with ``pin_counter``, a card-like user PIN
+        counter of 3 tries (SoftHSM2 itself never locks a PIN); with ``login_log``, one line per C_Login there
+        ("login user=<CKU> pin=null|given rv=0x<CKR>"), e.g. to count context-specific logins."""
+        env = {**self.env, "DIGISIGN_TEST_PKCS11_TARGET": str(self.module)}
+        if pin_counter:
+            env["DIGISIGN_TEST_PIN_TRIES_FILE"] = str(self.pin_tries_file)
+        if login_log is not None:
+            env["DIGISIGN_TEST_PKCS11_LOG"] = str(login_log)
+        return self.shim, env
+
     def pin_counter_module(self) -> tuple[Path, dict[str, str]]:
-        """(module, env) of this token behind a card-like user PIN counter of 3 tries (the test-double shim):
-        SoftHSM2 itself never locks a PIN, so a test of tries left or a locked PIN loads this module instead."""
-        return self.shim, {**self.env, "DIGISIGN_TEST_PKCS11_TARGET": str(self.module),
-                           "DIGISIGN_TEST_PIN_TRIES_FILE": str(self.pin_tries_file)}
+        """``shim_module(pin_counter=True)``: what a test of tries left or a locked PIN loads."""
+        return self.shim_module(pin_counter=True)
 
     def lock_user_pin(self) -> None:
         """Wrong user PINs (real C_Login calls) through ``pin_counter_module()`` until it reports

@@ -277,14 +277,6 @@ def test_pkcs11_module_checks(tmp_path: Path) -> None:
     assert doctor.elf_shared_object(Path(sys.executable)) in ("", "an ELF file, but not a shared library")
 
 
-def test_pkcs11_paths_join_settings_and_command_line(tmp_path: Path) -> None:
-    conf = tmp_path / "DigiSign.conf"
-    conf.write_text("pkcs11Module=/a.so /b.so\n")
-    settings = load_settings(conf, env={})
-    assert doctor.pkcs11_paths(settings, [Path("/b.so"), Path("/c.so")]) == [Path("/a.so"), Path("/b.so"),
-                                                                            Path("/c.so")]
-
-
 def test_local_network_hint_is_information_with_the_way_to_allow() -> None:
     hint = doctor.local_network_hint()
     assert hint.status == "info" and "Allow" in hint.summary and "Site settings" in hint.fix

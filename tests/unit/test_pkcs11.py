@@ -217,3 +217,102 @@ def test_a_card_seen_by_a_module_and_by_our_driver_is_offered_once(softhsm_token
             assert manager.shadowed(hidden) == kept.reader
         finally:
             manager.stop()
+
+
+# --- through the SCS service: the same PIN rules as for cards -------------------------------------------------
+
+SITE = "https://a.example"
+
+
+def scs_request(role: str, origin: str = SITE) -> dict:
+    """A login nonce for the authentication key (D22 lets it sign "<origin>;nonce"), a document for the other."""
+    import base64
+
+    content = f"{origin};{'n' * 64}".encode() if role == "authentication" else b"a contract"
+    usage = "digitalsignature" if role == "authentication" else "nonrepudiation"
+    return {"content": base64.b64encode(content).decode(), "selector": {"keyusages": [usage]},
+            "signatureType": "signature"}
+
+
+class Person:
+    """A test double for the user at the dialog: types ``pin`` where the dialog has a PIN field (none for a
+    PIN entered on the reader), and records what each dialog showed."""
+
+    shows_pin_status = True
+
+    def __init__(self, pin: str):
+        self.pin = pin
+        self.shown: list = []
+
+    async def ask(self, request):
+        from digisign_web.dialog.protocol import DialogAnswer
+
+        choice = request.choices[0]
+        self.shown.append(choice)
+        return DialogAnswer(0, self.pin if choice.needs_pin and not choice.pin_on_reader else None)
+
+    async def ask_again(self, request, problem, tries_left):
+        return None
+
+    async def finish(self, request, outcome, text):
+        return None
+
+
+def scs_service(tmp_path: Path, module: Path, dialog) -> object:
+    """The real service over the module, beside an empty virtual reader (no PC/SC in the unit lane)."""
+    from digisign_web.scs.service import build_service
+    from digisign_web.settings import Settings
+
+    card = VirtualCard("fineid-v4", tmp_path / "state")
+    card.remove()
+    service = build_service(Settings(), dialog, VirtualReader(card),
+                            policy=CardPolicy(pkcs11_modules=(str(module),), refresh_interval=0.2))
+    service.manager.start()
+    assert service.manager.wait_settled(20)
+    return service
+
+
+async def test_scs_reuses_the_user_pin_per_origin_but_never_an_always_authenticate_login(softhsm_token, tmp_path):
+    from digisign_web.scs.errors import ScsFailure
+    from digisign_web.scs.request import parse_request
+
+    token = softhsm_token(keys=(("p256", "authentication"), ("p256", "signature")))
+    person = Person(token.user_pin)
+    service = scs_service(tmp_path, token.module, person)
+    try:
+        for role in ("authentication", "authentication", "signature", "signature", "authentication"):
+            answer = await service.sign(parse_request(scs_request(role)), SITE)
+            assert answer["status"] == "ok", answer
+        # PIN1-like: asked once, then kept for this origin; PIN2-like: asked every time
+        assert [c.needs_pin for c in person.shown] == [True, False, True, True, False]
+        assert person.shown[0].reader.endswith("(PKCS#11: libsofthsm2.so)") and not person.shown[0].virtual
+        person.pin = None  # another origin: the user login is not reused, so no PIN is no signature
+        with pytest.raises(ScsFailure) as other:
+            await service.sign(parse_request(scs_request("authentication", "https://b.example")), "https://b.example")
+        assert other.value.code == 401 and person.shown[-1].needs_pin
+    finally:
+        service.manager.stop()
+
+
+async def test_scs_with_a_pinpad_token_sends_no_pin_and_the_auto_dialog_approves(softhsm_token,
+                                                                                 protected_auth_module, tmp_path):
+    from digisign_web.dialog.auto import AutoDialog
+    from digisign_web.scs.request import parse_request
+
+    token = softhsm_token(keys=(("p256", "authentication"), ("p256", "signature")))
+    pinpad = protected_auth_module(token)
+    person = Person("never typed")
+    service = scs_service(tmp_path, pinpad.module, person)
+    try:
+        answer = await service.sign(parse_request(scs_request("signature")), SITE)
+        assert answer["status"] == "ok", answer
+        assert person.shown[0].pin_on_reader and person.shown[0].needs_pin
+        logins = pinpad.logins()
+        assert logins and all("pin=null" in line for line in logins), logins
+        service.dialog = AutoDialog("wrong", "wrong", allow_real_cards=True)  # its PINs must not be used
+        before = len(pinpad.logins())
+        answer = await service.sign(parse_request(scs_request("signature")), SITE)
+        assert answer["status"] == "ok", answer
+        assert all("pin=null" in line for line in pinpad.logins()[before:])
+    finally:
+        service.manager.stop()

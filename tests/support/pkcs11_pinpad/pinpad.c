@@ -8,9 +8,10 @@
  *
  * $DIGISIGN_TEST_PINPAD_FILE set: the token reports CKF_PROTECTED_AUTHENTICATION_PATH, and C_Login with a NULL
  *   PIN logs in with the PIN read from that file ("what the user typed on the reader"). A missing file is the
- *   user pressing Cancel on the pinpad: CKR_FUNCTION_CANCELED. Each C_Login appends one line to
- *   "$DIGISIGN_TEST_PINPAD_FILE.log" saying whether the caller passed a PIN (never the PIN itself), so a test
- *   can prove that the caller did not.
+ *   user pressing Cancel on the pinpad: CKR_FUNCTION_CANCELED.
+ * $DIGISIGN_TEST_PKCS11_LOG set (default with the pinpad: "$DIGISIGN_TEST_PINPAD_FILE.log"): each C_Login appends
+ *   one line "login user=<CKU_*> pin=null|given rv=0x<CKR_*>" (never the PIN itself), so a test can prove that
+ *   the caller passed no PIN, or count the context-specific logins that CKA_ALWAYS_AUTHENTICATE needs.
  * $DIGISIGN_TEST_PIN_TRIES_FILE set: a card-like user PIN retry counter of 3 kept in that file. A wrong PIN
  *   (CKR_PIN_INCORRECT from the real module) takes one try, a right one restores all three; no tries left is
  *   CKF_USER_PIN_LOCKED and CKR_PIN_LOCKED without asking the real module. C_GetTokenInfo reports
@@ -55,9 +56,14 @@ static void write_tries(const char *path, int tries)
 static void log_login(const char *pinpad, CK_USER_TYPE user, int with_pin, CK_RV rv)
 {
     char path[4096];
+    const char *log = getenv("DIGISIGN_TEST_PKCS11_LOG");
     FILE *f;
-    if (snprintf(path, sizeof path, "%s.log", pinpad) >= (int)sizeof path)
+    if (log != NULL) {
+        if (snprintf(path, sizeof path, "%s", log) >= (int)sizeof path)
+            return;
+    } else if (pinpad == NULL || snprintf(path, sizeof path, "%s.log", pinpad) >= (int)sizeof path) {
         return;
+    }
     f = fopen(path, "a");
     if (f != NULL) {
         fprintf(f, "login user=%lu pin=%s rv=0x%lx\n", (unsigned long)user, with_pin ? "given" : "null",
@@ -95,8 +101,7 @@ static CK_RV shim_login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHA
 
     if (counted && read_tries(tries_file) == 0) {
         rv = CKR_PIN_LOCKED;
-        if (pinpad != NULL)
-            log_login(pinpad, user, pin != NULL, rv);
+        log_login(pinpad, user, pin != NULL, rv);
         return rv;
     }
     if (pinpad != NULL && pin == NULL) {
@@ -116,8 +121,7 @@ static CK_RV shim_login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHA
     } else {
         rv = target_login(session, user, pin, pin_len);
     }
-    if (pinpad != NULL)
-        log_login(pinpad, user, pin != NULL, rv);
+    log_login(pinpad, user, pin != NULL, rv);
     if (counted) {
         if (rv == CKR_PIN_INCORRECT)
             write_tries(tries_file, read_tries(tries_file) - 1);
