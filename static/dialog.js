@@ -69,6 +69,11 @@ function updatePin() {
   $("pin-hint").textContent = t(choice.pin_digits ? "pinRule" : "pinRuleAny", { min: choice.pin_min, max: choice.pin_max });
   $("pin-block").hidden = !choice.needs_pin && !choice.blocked;
   if (!choice.needs_pin) $("pin-hint").textContent = t("pinKept");
+  // A pinpad reader (PKCS#11 protected authentication path): the PIN is typed there, never here (D62).
+  const onReader = choice.needs_pin && choice.pin_on_reader;
+  pin.hidden = onReader;
+  $("pin-label").hidden = onReader;
+  if (onReader) $("pin-hint").textContent = t("pinOnReader");
   showTries(choice.tries_left, choice.blocked);
 }
 
@@ -141,7 +146,8 @@ async function submit(event) {
   const choice = details.choices[index];
   const pinInput = $("pin");
   const pin = pinInput.value;
-  if (choice.needs_pin) {
+  const typed = choice.needs_pin && !choice.pin_on_reader;
+  if (typed) {
     if (pin.length < choice.pin_min || pin.length > choice.pin_max) {
       showError(t("pinTooShort", { min: choice.pin_min, max: choice.pin_max }));
       pinInput.focus();
@@ -157,7 +163,7 @@ async function submit(event) {
   setBusy(true);
   pinInput.value = "";
   try {
-    const result = await api("/answer", { choice: index, pin: choice.needs_pin ? pin : null });
+    const result = await api("/answer", { choice: index, pin: typed ? pin : null });
     if (result.result === "wrong-pin") {
       setBusy(false);
       choice.tries_left = result.triesLeft;

@@ -381,6 +381,8 @@ class WebDialog(TabDialog):
             if not isinstance(choice, int) or not 0 <= choice < len(session.request.choices) or \
                     not (pin is None or isinstance(pin, str)):
                 raise web.HTTPBadRequest(text="choice and pin expected", headers=SECURITY_HEADERS)
+            if session.request.choices[choice].pin_on_reader:
+                pin = None  # the reader takes this PIN (D62): one sent by the page is not used
             answer = DialogAnswer(choice, pin or None)
         outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         session.outcome = outcome

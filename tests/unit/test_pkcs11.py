@@ -316,3 +316,61 @@ async def test_scs_with_a_pinpad_token_sends_no_pin_and_the_auto_dialog_approves
         assert all("pin=null" in line for line in pinpad.logins()[before:])
     finally:
         service.manager.stop()
+
+
+# --- the dialogs for a PIN entered on the reader (no SoftHSM2: unit lane) -------------------------------------
+
+
+def pinpad_choice(role: str = "signature") -> object:
+    from digisign_web.dialog.protocol import Choice
+
+    return Choice(label="k", subject="CN=Tokeni Testi", issuer="CN=CA", role=role, key="EC secp256r1",
+                  not_after="2031-01-01", expiring_soon=False, pin_label="User PIN", tries_left=None, blocked=False,
+                  needs_pin=True, reader="SoftHSM slot (PKCS#11: x.so)", virtual=False, pin_on_reader=True)
+
+
+def dialog_request(choice) -> object:
+    from digisign_web.dialog.protocol import DialogRequest
+
+    return DialogRequest("https://eservice.example", None, "cms", "data", "SHA256", 3, "ab" * 32, (choice,))
+
+
+async def test_the_auto_dialog_approves_a_pinpad_token_without_a_pin() -> None:
+    from digisign_web.dialog.auto import AutoDialog
+
+    answer = await AutoDialog("1234", "123456", allow_real_cards=True).ask(dialog_request(pinpad_choice()))
+    assert (answer.choice, answer.pin) == (0, None)
+
+
+async def test_the_terminal_dialog_asks_no_pin_for_a_pinpad_token() -> None:
+    import asyncio
+    import os
+    import threading
+    import time
+
+    from digisign_web.dialog.terminal import TerminalDialog
+
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    screen = bytearray()
+
+    def person() -> None:
+        deadline = time.monotonic() + 10
+        for prompt, line in ((b"to cancel: ", b"1\n"), (b"[y/N] ", b"y\n")):
+            while prompt not in screen and time.monotonic() < deadline:
+                try:
+                    screen.extend(os.read(master, 4096))
+                except BlockingIOError:
+                    time.sleep(0.01)
+            os.write(master, line)
+
+    typist = threading.Thread(target=person)
+    typist.start()
+    try:
+        answer = await asyncio.wait_for(TerminalDialog(os.ttyname(slave)).ask(dialog_request(pinpad_choice())), 10)
+    finally:
+        typist.join()
+        os.close(slave)
+        os.close(master)
+    assert (answer.choice, answer.pin) == (0, None)
+    assert b"enter User PIN on the reader" in bytes(screen)
