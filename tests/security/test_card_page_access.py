@@ -158,3 +158,21 @@ async def test_unblocking_disabled_on_the_api(make_server) -> None:
                                              headers=api_headers(origin, csrf, cookie))).json()
     assert result["code"] == "unblocking-disabled"
     assert server.card.pins[0x82].value == "123456"
+
+
+async def test_the_signing_dialog_sees_the_counters_the_page_changed(make_server) -> None:
+    """What the page learns goes into CardState (note_pin): the next signing dialog shows PIN2 blocked without
+    reading the card again, and the request fails as blocked instead of asking for a PIN."""
+    server = await make_server()
+    csrf, cookie, origin = await open_page(server)
+    headers = api_headers(origin, csrf, cookie)
+    wrong = {"pin": "pin2", "reader": "digisign-web virtual reader", "old": "000000", "new": "975319",
+             "again": "975319"}
+    codes = [(await (await server.client.post("/card/api/change", data=json.dumps(wrong), headers=headers)).json())
+             ["code"] for _ in range(5)]
+    assert codes == ["wrong-pin"] * 4 + ["blocked"]
+    answer = await server.sign({"version": "1.1", "content": "eA==", "contentType": "data", "hashAlgorithm": "SHA256",
+                                "signatureType": "signature", "selector": {"keyusages": ["nonrepudiation"]}})
+    choice = server.dialog.requests[-1].choices[0]
+    assert (choice.role, choice.tries_left, choice.blocked) == ("signature", 0, True)
+    assert answer["reasonCode"] == 401 and "blocked" in answer["reasonText"]
