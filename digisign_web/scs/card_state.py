@@ -79,6 +79,13 @@ class CardState:
                 self._summaries.clear()
         if event.kind == "card-inserted":
             threading.Thread(target=self.refresh, args=(event.reader,), daemon=True).start()
+        elif event.kind == "card-removed" and self.manager.pkcs11 is not None:
+            # The card may have been summarised under its other driver's reader alone (D63): that one again.
+            with self._lock:
+                missing = [r for r, atr in self.manager.readers().items()
+                           if atr is not None and r not in self._summaries]
+            for reader in missing:
+                threading.Thread(target=self.refresh, args=(reader,), daemon=True).start()
 
     def refresh(self, reader: str) -> None:
         summary = CardSummary(reader)
@@ -109,9 +116,14 @@ class CardState:
         except CardError as exc:
             summary.problem = str(exc)
             log.warning("%s: %s", reader, exc)
+        if self.manager.pkcs11 is not None:  # which reader shows a card another one shows too (D63)
+            with self.card_lock:
+                self.manager.tokens()
         with self._lock:
-            if self.manager.readers().get(reader) is not None:
+            if self.manager.readers().get(reader) is not None and self.manager.shadowed(reader) is None:
                 self._summaries[reader] = summary
+            for twin in [r for r in self._summaries if self.manager.shadowed(r)]:
+                del self._summaries[twin]  # a card seen twice is summarised once, as it is offered once
 
     def _warn_expiry(self, reader: str, role: str, name: str, state: Any) -> None:
         """certExpirationWarningDays on insertion: one WARNING per key certificate that is expired, not yet

@@ -374,3 +374,42 @@ async def test_the_terminal_dialog_asks_no_pin_for_a_pinpad_token() -> None:
         os.close(master)
     assert (answer.choice, answer.pin) == (0, None)
     assert b"enter User PIN on the reader" in bytes(screen)
+
+
+def test_the_card_state_follows_pkcs11_tokens_and_summarises_a_card_seen_twice_once(softhsm_token, tmp_path,
+                                                                                     monkeypatch):
+    """/version's memory: the token's summary comes with its insertion event, one summary for a card both
+    drivers see, and the token's removal (deleted slot, at the next poll) takes its summary away."""
+    from digisign_web.scs.card_state import CardState, version_payload
+    from tests.support.wait import wait_until
+
+    card = VirtualCard("fineid-v4", tmp_path / "state")
+    token = softhsm_token(keys=(("rsa2048", "authentication"),))
+    manager = CardManager(CardPolicy(pkcs11_modules=(str(token.module),), refresh_interval=0.2), VirtualReader(card))
+    state = CardState(manager)
+    manager.start()
+    try:
+        state.refresh(VirtualReader(card).name)  # as the app does for the cards present at its start
+        wait_until(lambda: len(state.summaries()) == 2, 20, "both cards summarised")
+        assert set(version_payload(state.summaries())["signatureAlgorithms"].split(",")) == {"ECDSA", "RSA"}
+        p11_reader = next(r for r in manager.readers() if "PKCS#11" in r)
+        token.delete()
+        wait_until(lambda: p11_reader not in manager.readers(), 10, "the deleted token's slot gone")
+        wait_until(lambda: len(state.summaries()) == 1, 10, "its summary gone")
+        assert version_payload(state.summaries())["signatureAlgorithms"] == "ECDSA"  # the virtual card's P-384
+    finally:
+        manager.stop()
+    # the same card twice: the token reports the virtual card's serial; one summary, our driver's
+    token2 = softhsm_token(keys=(("p256", "authentication"),), label="twin")
+    monkeypatch.setattr(Pkcs11Token, "serial", property(lambda self: card.identity.serial))
+    manager = CardManager(CardPolicy(pkcs11_modules=(str(token2.module),), refresh_interval=0.2), VirtualReader(card))
+    state = CardState(manager)
+    manager.start()
+    try:
+        assert manager.wait_settled(20)
+        wait_until(lambda: len(manager.readers()) == 2, 10, "both readers")
+        for reader in manager.readers():  # what the insertion events start, run here to the end
+            state.refresh(reader)
+        assert [s.reader for s in state.summaries()] == [VirtualReader(card).name]
+    finally:
+        manager.stop()
