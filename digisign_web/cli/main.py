@@ -61,6 +61,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.config is not None:
         check_config(args.config)
     state_dir(args.state_dir)
+    if args.cert_days:  # the virtual card reads it where serve builds it (card.virtual.pki, D52)
+        if not args.virtual_card:
+            raise CliError("--cert-days sets the virtual card's certificates: use it with --virtual-card")
+        import os
+
+        from card.virtual.pki import CERT_DAYS_ENV
+
+        os.environ[CERT_DAYS_ENV] = args.cert_days
     return serve(ServeOptions(
         state_dir=args.state_dir, config=args.config, port=args.port, dialog=args.dialog,
         virtual_card=args.virtual_card, auto_pin1=args.auto_pin1, auto_pin2=args.auto_pin2,
@@ -102,6 +110,22 @@ def _add_pkcs11(parser: argparse.ArgumentParser) -> None:
                         help="also use the tokens of this PKCS#11 module (repeatable; adds to pkcs11Module)")
 
 
+def _cert_days(text: str) -> str:
+    """argparse type of ``--cert-days`` (the virtual card's validity periods): checked here, kept as text."""
+    from card.virtual.pki import parse_cert_days
+
+    try:
+        parse_cert_days(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+_CERT_DAYS_HELP = ("for tests: the virtual card's certificates valid for these days from now, e.g. sign=-1 (expired "
+                   "yesterday), auth=10 (expires in 10 days), sign=30:400 (not yet valid); same as "
+                   "$DIGISIGN_WEB_VIRTUAL_CERT_DAYS")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="digisign-web", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -115,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first HTTPS port to try (default: httpsPorts, i.e. 53952, then 23124, then 8089)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
                    help="serve an in-process virtual card instead of PC/SC readers")
+    p.add_argument("--cert-days", type=_cert_days, metavar="ROLE=DAYS[,...]", help=_CERT_DAYS_HELP)
     p.add_argument("--dialog", choices=("web", "terminal", "auto"), default="web",
                    help="how the user is asked: web (browser; falls back to terminal until it exists), terminal, "
                         "or auto (automated tests: approves with the PINs below, virtual card only)")
@@ -223,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-ms", type=float, default=0.0, help="delay every APDU by this many ms")
     p.add_argument("--no-pkcs15", action="store_true",
                    help="leave out the PKCS#15 directory files, as recordings of real cards do")
+    p.add_argument("--cert-days", type=_cert_days, metavar="ROLE=DAYS[,...]", help=_CERT_DAYS_HELP)
     p.add_argument("--replay", type=path_arg, metavar="RECORDING.json",
                    help="instead of the virtual card, replay a recording of a real card "
                         "(e.g. tests/data/recordings/fineid-v4-2023.json)")
