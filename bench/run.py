@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,7 +443,9 @@ class Bench:
 
     def list_apdus(self) -> None:
         self.log("cold list: digisign-web list vs OpenSC pkcs15-tool -D through pcscd ...")
-        result = cards.cold_list_apdus(ROOT, VENV_BIN, self.work, self.env, self.plan.list_runs)
+        # SmartCardSNCache=0: with the cache (on by default, D56) every run after the first would be a cached one.
+        result = cards.cold_list_apdus(ROOT, VENV_BIN, self.work, {**self.env, "SmartCardSNCache": "0"},
+                                       self.plan.list_runs)
         if isinstance(result, str):
             self.rows.append(Row("Cold `list` APDUs vs OpenSC `pkcs15-tool -D`", result, "—", "—", "report", "—"))
             return
@@ -464,6 +467,73 @@ class Bench:
             f"before each run, the two tools alternate, and the card counts what it receives. {result.ours.note}: "
             f"{by_command(result.ours)} per run; its own `--stats` ({result.ours_transport}) {agree} with the "
             f"card. {result.opensc.note}: {by_command(result.opensc)} per run.")
+
+    def cache_apdus(self) -> None:
+        """The smart-card cache (D57): a card's insertion cold (an empty cache) and cached (the same card again),
+        alternately, through CardManager with SmartCardSNCache=3, counted by the card; READ BINARY per file too."""
+        self.log("card insertions: cold vs cached (smart-card cache) ...")
+        from card import CardManager, CardPolicy
+        from card.cache import CardCache, MachineUserKey
+        from card.virtual import VirtualCard, VirtualReader
+
+        certificate_files = {"4331", "4332", "4333", "4334", "4335", "4336"}
+
+        class FileCountingCard(VirtualCard):
+            """The virtual card, also counting READ BINARY of certificate files (its own current EF)."""
+
+            certificate_reads = 0
+
+            def _read_binary(self, c):  # type: ignore[no-untyped-def]
+                if self._current_ef is not None and self._current_ef.fid.hex().upper() in certificate_files:
+                    self.certificate_reads += 1
+                return super()._read_binary(c)
+
+        card = FileCountingCard("fineid-v4", self.work / "inprocess")
+        key = MachineUserKey(self.work / "cache-home" / "card-cache.key")
+        warm = CardCache(self.work / "cache-home" / "cards", 3, key)
+        counts: dict[str, list[int]] = {"cold": [], "cached": []}
+        reads: dict[str, list[int]] = {"cold": [], "cached": []}
+        by_command: dict[str, Counter[str]] = {"cold": Counter(), "cached": Counter()}
+
+        def insertion(kind: str, cache: CardCache) -> None:
+            reader = VirtualReader(card)
+            manager = CardManager(CardPolicy(cache=cache), reader)
+            manager.start()
+            try:
+                reader.remove()
+                card.stats.reset()
+                card.certificate_reads = 0
+                reader.insert()
+                [token] = manager.tokens()
+                token.certificates()
+                if token.cache_state != ("cached" if kind == "cached" else "stored"):
+                    raise RuntimeError(f"a {kind} insertion came out {token.cache_state}")
+            finally:
+                manager.stop()
+            counts[kind].append(card.stats.apdus)
+            reads[kind].append(card.certificate_reads)
+            by_command[kind].update(card.stats.by_command)
+
+        insertion("cold", warm)  # fills the cache the cached runs use (not counted below)
+        for kind in (counts, reads):
+            kind["cold"].clear()
+        by_command["cold"].clear()
+        for run in range(self.plan.apdu_runs):
+            insertion("cold", CardCache(self.work / "cache-home" / f"cold{run}", 3, key))
+            insertion("cached", warm)
+        cold, cached = Stats([float(c) for c in counts["cold"]]), Stats([float(c) for c in counts["cached"]])
+        runs = self.plan.apdu_runs
+
+        def cell(kind: str, stats: Stats) -> str:
+            per = ", ".join(f"{name} {n / runs:g}" for name, n in sorted(by_command[kind].items()))
+            return f"{stats.min:.0f} / {stats.median:.0f} / {stats.max:.0f} ({per})"
+
+        self.rows.append(Row("APDUs per card insertion (fineid-v4), cached vs cold, from the card",
+                             cell("cached", cached), cell("cold", cold), f"{cached.median / cold.median:.2f}×",
+                             "< 1", verdict(cached.median / cold.median, 0.99)))
+        self.rows.append(Row("READ BINARY of certificate files per cached insertion vs cold, from the card",
+                             f"{max(reads['cached'])} (max)", f"{min(reads['cold'])} (min)", "—", "0",
+                             verdict(max(reads["cached"]), 0)))
 
     # -- report --------------------------------------------------------------------------------------------------
 
@@ -564,7 +634,8 @@ def main() -> int:
     code_start = git_state()
     with tempfile.TemporaryDirectory(prefix="digisign-bench-") as tmp:
         bench = Bench(plan, Path(tmp))
-        bench.run([bench.servers, bench.large, bench.warm_apdus, bench.startup, bench.help, bench.list_apdus])
+        bench.run([bench.servers, bench.large, bench.warm_apdus, bench.startup, bench.help, bench.list_apdus,
+                   bench.cache_apdus])
     load_end = open("/proc/loadavg").read().split()[0]
     command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run",
                           *sys.argv[1:]])
