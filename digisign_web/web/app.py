@@ -8,11 +8,14 @@ The server (:mod:`.serve`), the benchmarks and the tests all build the applicati
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from card import CardPolicy, ReaderSource
+from digisign_web.desktop.screenlock import ScreenLockWatcher
 from digisign_web.dialog.protocol import Dialog
 from digisign_web.scs.service import build_service
 from digisign_web.settings import Settings
@@ -22,6 +25,8 @@ from digisign_web.web.dialog import add_routes as add_dialog_routes
 from digisign_web.web.keys import MANAGER, SERVICE, SETTINGS, STATE
 from digisign_web.web.middleware import guard, on_prepare
 from digisign_web.web.pages import add_static_routes, page, template
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, dialog: Dialog, source: ReaderSource | None = None, *,
@@ -46,7 +51,27 @@ def build_app(settings: Settings, dialog: Dialog, source: ReaderSource | None = 
     card_page.add_routes(app)  # the "My card" page (D48)
     app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_cards)
+    app.cleanup_ctx.append(_screen_lock)
     return app
+
+
+async def _screen_lock(app: web.Application) -> AsyncIterator[None]:
+    """closeGUIServerWhenLock (D45): while the app runs, a lock of the user's session cancels the open dialog and
+    logs the cards out. Watched in the background: a slow or missing system bus never delays the start."""
+    if not app[SETTINGS].close_gui_server_when_lock:
+        yield
+        return
+    service = app[SERVICE]
+
+    async def locked(reason: str) -> None:
+        log.info("%s: cancelling the open dialog and logging the cards out (closeGUIServerWhenLock)", reason)
+        await service.screen_locked()
+
+    watcher = asyncio.create_task(ScreenLockWatcher(locked).run())
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _cards(app: web.Application) -> AsyncIterator[None]:
