@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from digisign_web.scs.pin_rules import PinPolicy, check
-from tests.support.browser import screenshot
+from tests.support.browser import make_home, screenshot
 from tests.support.net import free_port
-from tests.support.servers import WebServer
+from tests.support.servers import WebServer, start_web_server, stop
 
 WRONG = "000000"
 
@@ -219,3 +219,28 @@ def test_the_signing_dialog_links_a_blocked_pin_to_my_card(page, web_server: Web
         assert card.url == web_server.base + "/card"
         dialog.click("#cancel")
         assert pending.result(timeout=30)["reasonCode"] == 401
+
+
+def test_unblocking_off_and_the_page_in_finnish(browser_factory, chromium_path, tmp_path) -> None:
+    """disablePinUnblocking=1 removes the unblock form (the API refuses it too); Language=fi translates the page,
+    the rule texts included; pinComplexityCheck=1 is enforced in the page."""
+    conf = tmp_path / "DigiSign.conf"
+    conf.write_text("disablePinUnblocking=1\nLanguage=fi\npinComplexityCheck=1\n")
+    (tmp_path / "fi").mkdir()
+    server = start_web_server(tmp_path / "fi", "--config", str(conf))
+    try:
+        page = browser_factory(make_home(tmp_path / "home", server.server.ca)).new_page()
+        assert page.goto(server.base + "/card").status == 200
+        page.wait_for_selector(".one-card .counters tr")
+        assert page.inner_text("h1") == "Korttini"
+        assert page.query_selector("form.unblock") is None
+        assert page.is_visible(".unblock-disabled") and "disablePinUnblocking" in page.inner_text(".unblock-disabled")
+        assert "5/5 yritystä jäljellä" in page.inner_text(".counters")
+        pin2 = 'form.change[data-pin="pin2"]'
+        for name, value in (("old", "123456"), ("new", "111111"), ("again", "111111")):
+            page.fill(f"{pin2} input[name={name}]", value)
+        page.click(f"{pin2} button[type=submit]")
+        assert page.inner_text(f"{pin2} .broken") == ("Uusi PIN-koodi: ei saa olla yhtä toistettua numeroa "
+                                                      "(kuten 1111)")
+    finally:
+        stop(server.server)
