@@ -157,3 +157,53 @@ def test_no_card_and_bad_config_are_one_line(pcscd: None, home: Path) -> None:
     bad = cli(home, Nowhere(), "pin", "status", "--config", str(home / "nope.conf"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert os.path.exists(home / "config")
+
+
+def test_pins_are_asked_on_the_terminal_without_echo_and_twice(tmp_path: Path) -> None:
+    """No --stdin: getpass on the controlling terminal (a pty here), echo off, the new PIN asked twice; the
+    in-process virtual card, so no pcscd is involved."""
+    import fcntl
+    import re
+    import select
+    import termios
+    import time
+
+    master, slave = os.openpty()
+    env = {**cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("DIGISIGN_CONF", None)
+
+    def take_terminal() -> None:  # in the child, after setsid: the pty becomes its /dev/tty
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen([sys.executable, "-m", "digisign_web", "pin", "change", "--pin1", "--virtual-card",
+                                "fineid-v4", "--state-dir", str(tmp_path / "state")], cwd=ROOT, env=env,
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                               preexec_fn=take_terminal)
+    os.close(slave)
+    screen = b""
+
+    def until(pattern: bytes) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 30
+        while not re.search(pattern, screen) and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        assert re.search(pattern, screen), screen.decode(errors="replace")
+
+    try:
+        for prompt, typed in ((rb"Current PIN1, 5 tries left: ", b"1234\n"),
+                              (rb"New PIN1 \(4-12 digits\): ", b"7395\n"), (rb"New PIN1 again: ", b"7395\n")):
+            until(prompt)
+            os.write(master, typed)
+        until(rb"PIN1 changed\.")
+        assert process.wait(30) == 0
+        until(rb"PUK: 5 of 5 tries left")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert "1234" not in text and "7395" not in text  # never echoed, never printed
