@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from card import Token
+from card import CardManager, CardPolicy, Token
 from card.pkcs15 import PinInfo
-from card.virtual import VirtualCard
+from card.virtual import VirtualCard, VirtualReader
 from card.virtual.source import InProcessTransport
 from digisign_web.scs.card_state import CardState
 from digisign_web.scs.pin_management import PinManagement, PinOperationError
@@ -22,6 +22,7 @@ from digisign_web.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PIN2 = PinInfo("PIN2 (signature PIN)", b"\x02", 0x82, 6, 12, 12)  # ascii-numeric, 6..12
+READER = "digisign-web virtual reader"
 UTF8 = PinInfo("PIN", b"\x01", 0x01, 4, 8, 8, pin_type="utf8")
 
 
@@ -199,12 +200,21 @@ def test_a_broken_rule_sends_no_pin_apdu(vtoken: Token, card: VirtualCard) -> No
     assert card.pins[0x82].value == "123456" and card.pins[0x82].tries_left == 5
 
 
-def test_a_wrong_pin_is_tried_once_and_blocking_then_unblocking(vtoken: Token, card: VirtualCard) -> None:
-    state = CardState.__new__(CardState)  # only note_pin is used: a CardState without a manager
-    noted: list[tuple[str, int | None, bool]] = []
-    state.note_pin = lambda reader, label, left, blocked: noted.append((label, left, blocked))  # type: ignore
-    import threading
-    state.card_lock = threading.RLock()
+def test_a_wrong_pin_is_tried_once_and_blocking_then_unblocking(card: VirtualCard) -> None:
+    cards = CardManager(CardPolicy(), VirtualReader(card))
+    state = CardState(cards)  # the server's: what the signing dialog shows comes from here
+    cards.start()
+    try:
+        state.refresh(READER)
+        vtoken = cards.token(READER)
+        _block_and_unblock(vtoken, card, state)
+    finally:
+        cards.stop()
+
+
+def _block_and_unblock(vtoken: Token, card: VirtualCard, state: CardState) -> None:
+    label = "PIN2 (signature PIN)"
+    assert state.known_pin(READER, label) == (5, False)
     manager = PinManagement(state=state)
     for left in (4, 3, 2, 1):
         with pytest.raises(PinOperationError) as caught:
@@ -216,7 +226,7 @@ def test_a_wrong_pin_is_tried_once_and_blocking_then_unblocking(vtoken: Token, c
     with pytest.raises(PinOperationError) as caught:
         manager.change(vtoken, "pin2", "000000", "135797", "135797")
     assert caught.value.code == "blocked" and "now blocked" in str(caught.value)
-    assert ("PIN2 (signature PIN)", 0, True) in noted
+    assert state.known_pin(READER, label) == (0, True)  # the signing dialog now shows it blocked
     with pytest.raises(PinOperationError) as caught:  # blocked: refused before the card sees a PIN
         manager.change(vtoken, "pin2", "123456", "135797", "135797")
     assert caught.value.code == "blocked"
@@ -227,7 +237,7 @@ def test_a_wrong_pin_is_tried_once_and_blocking_then_unblocking(vtoken: Token, c
     counters = manager.unblock(vtoken, "pin2", "12345678", "135797", "135797")
     assert {c.id: (c.tries_left, c.blocked) for c in counters} == {"pin1": (5, False), "pin2": (5, False),
                                                                   "puk": (5, False)}
-    assert noted[-2][1:] == (5, False)
+    assert state.known_pin(READER, label) == (5, False)
     assert card.pins[0x82].value == "135797"
 
 
