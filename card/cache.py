@@ -30,6 +30,7 @@ import os
 import secrets
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,13 @@ class MachineUserKey:
         self.machine_id_paths = machine_id_paths
         self.uid = os.getuid() if uid is None else uid
         self._key: bytes | None = None
+        self._lock = threading.Lock()  # two readers' tokens must not make two secrets
 
     def __call__(self) -> bytes:
+        with self._lock:
+            return self._derive()
+
+    def _derive(self) -> bytes:
         if self._key is None:
             from cryptography.hazmat.primitives import hashes
             from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -241,8 +247,9 @@ class CardCache:
 
         try:
             key = self._key()
-        except OSError as exc:
-            log.warning("card cache key unavailable (%s): the cache is not used", exc.strerror or exc)
+        except (OSError, ValueError) as exc:
+            log.warning("card cache key unavailable (%s): the cache is not used",
+                        getattr(exc, "strerror", None) or exc)
             return None
         if len(body) < 12 + 16:
             log.warning("card cache file %s ignored: truncated", path)

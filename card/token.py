@@ -357,7 +357,11 @@ class Token:
             log.debug("%s: the card has no serial in EF.TokenInfo: not cached", self.reader)
             return
         self.cache_state = "cold"
-        snapshot = self.cache.load(serial, self.atr)
+        try:
+            snapshot = self.cache.load(serial, self.atr)
+        except Exception:  # the cache is an optimisation: whatever goes wrong there, the card is read (D58)
+            log.warning("%s: the card cache could not be read: reading the card", self.reader, exc_info=True)
+            return
         if snapshot is None:
             return
         reason = self._changed_since(snapshot)
@@ -399,7 +403,7 @@ class Token:
             except FileNotFoundOnCardError:
                 if item.kind != "absent":
                     return f"{name} is gone"
-            except StatusWordError as exc:
+            except FatalCardError as exc:  # a status word or a malformed answer: not the card that was cached
                 return f"{name}: {exc}"
         # A renewed certificate of the same size is invisible above; renewal happens when the old one runs
         # out, so a cached certificate past its notAfter means: read the card (F35).
@@ -430,7 +434,12 @@ class Token:
                 items.append(CachedFile(path, "certificate", self._files[path], size))
             elif path in self._files:
                 items.append(CachedFile(path, "check", self._files[path], self._sizes.get(path)))
-        if self.cache.store(CardSnapshot(self.serial, self.atr, tuple(items))):
+        try:
+            stored = self.cache.store(CardSnapshot(self.serial, self.atr, tuple(items)))
+        except Exception:  # never fail a card read for the cache (D58)
+            log.warning("%s: the card cache could not be written", self.reader, exc_info=True)
+            return
+        if stored:
             self.cache_state = "stored"
 
     # -- PKCS#15 (lazy) -----------------------------------------------------------------------

@@ -282,6 +282,16 @@ def test_a_mode_2_file_is_shared_between_computers(v4: FileReadingCard, tmp_path
     assert insert(v4, there).cache_state == "cached" and v4.certificate_reads == 0
 
 
+def test_a_cache_that_fails_never_fails_the_card(v4: FileReadingCard, tmp_path: Path) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a directory")
+    bad_key = CardCache(tmp_path / "cards", 2, lambda: b"too short")
+    for cache in (CardCache(in_the_way / "cards", 1), bad_key, bad_key):
+        token = insert(v4, cache)
+        assert token.cache_state == "cold" and v4.certificate_reads > 0
+        assert [c.role for c in token.certificates()] == ["authentication", "signature", "ca", "ca"]
+
+
 # -- a card that changed ---------------------------------------------------------------------------------
 
 def _repersonalised(state_dir: Path, tmp_path: Path, card: VirtualCard) -> object:
