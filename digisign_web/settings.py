@@ -71,7 +71,7 @@ class Settings:
     spam_block: float = 300.0  # spamBlockSeconds: ... block that origin this long
     # vendor keys of daily use (issue 13): the smart-card cache, PIN rules, screen lock
     smart_card_sn_cache: int = 3  # SmartCardSNCache: 0 off, 1 plain, 2 fixed-key encrypted, 3 machine+user key
-    smart_card_cache_path: str = ""  # SmartCardCachePath ("": <state dir>/cache)
+    smart_card_cache_path: str = ""  # SmartCardCachePath ("": $XDG_CACHE_HOME/digisign-web/cards)
     pin_min_length: int = 0  # pinMinLength (0: the card's own minimum)
     pin_numeric_values_only: bool = False  # pinNumericValuesOnly (overrides the card's PIN type)
     pin_ignore_pin_type_check: bool = False  # pinIgnorePinTypeCheck (ignore type rules, incl. the one above)
