@@ -56,8 +56,12 @@ cmd_service = _command("service", "cmd_service")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from digisign_web.web.serve import ServeOptions, serve
+    from digisign_web.web.serve import ServeOptions, listen_address, serve
 
+    try:
+        listen = listen_address(args.listen)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if args.config is not None:
         check_config(args.config)
     state_dir(args.state_dir)
@@ -70,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         os.environ[CERT_DAYS_ENV] = args.cert_days
     return serve(ServeOptions(
-        state_dir=args.state_dir, config=args.config, port=args.port, dialog=args.dialog,
+        state_dir=args.state_dir, config=args.config, port=args.port, listen=listen, dialog=args.dialog,
         virtual_card=args.virtual_card, auto_pin1=args.auto_pin1, auto_pin2=args.auto_pin2,
         auto_cancel=args.auto_cancel, auto_approve_real_cards=args.auto_approve_real_cards,
         exclude_reader=args.exclude_reader, allow_unknown_cards=bool(args.allow_unknown_cards),

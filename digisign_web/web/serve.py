@@ -1,5 +1,7 @@
 """Serving: bind the SCS port list on loopback (the first free port wins), from a typed options object.
 
+``--listen ADDR`` binds that one address instead (a container in CI, D40); the Host check stays.
+
 The HTTPS port is claimed *before* the application is built, so everything that names the server's own
 address (the web dialog's links) is given it at construction instead of being patched after start.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -25,6 +28,7 @@ from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.settings import Settings, card_policy, load_settings
 from digisign_web.tls.ca import ensure_tls, server_context
 from digisign_web.tls.trust import is_trusted_anywhere
+from digisign_web.web import peer
 from digisign_web.web.app import build_app
 from digisign_web.web.dialog import WebDialog
 from digisign_web.web.limits import ConnectionLimits, fd_budget, limit_log_repeats
@@ -52,6 +56,7 @@ class ServeOptions:
     allow_unknown_cards: bool = True
     valid_token_info_label: str = ""
     pkcs11_modules: tuple[str, ...] = ()  # --pkcs11-module (adds to pkcs11Module)
+    listen: str | None = None  # --listen: this IP address instead of loopback (D40); see listen_address()
 
 
 def build_dialog(options: ServeOptions, settings: Settings, base_url: str) -> Dialog:
@@ -85,8 +90,42 @@ class LimitedSite(web.BaseSite):
             self._limits.protocol_factory(server, self._ssl_context), sock=self._sock, backlog=self._backlog)
 
 
-def claim_port(ports: tuple[int, ...]) -> tuple[int, list[socket.socket]] | None:
-    """Bind the first port of ``ports`` that is free on 127.0.0.1 (and on ::1 where there is IPv6)."""
+def listen_address(text: str | None) -> str | None:
+    """``--listen``'s ADDR as the IP address to bind (``[::]`` may keep its brackets), or ValueError with
+    the one line to show. Host names are refused: what gets exposed must be explicit."""
+    if text is None:
+        return None
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        raise ValueError(f"--listen {text!r} is not an IP address (e.g. 0.0.0.0 for every IPv4 address, :: for "
+                         "every address, or one address of this host)") from None
+
+
+def _claim_listen(ports: tuple[int, ...], address: str) -> tuple[int, list[socket.socket]] | None:
+    """The first port of ``ports`` free on ``address`` (``::`` also takes IPv4 where the system allows)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                log.warning("port %d is taken on %s, trying the next one", port, address)
+                continue
+            raise
+        return port, [sock]
+    return None
+
+
+def claim_port(ports: tuple[int, ...], listen: str | None = None) -> tuple[int, list[socket.socket]] | None:
+    """Bind the first port of ``ports`` that is free on 127.0.0.1 (and on ::1 where there is IPv6), or on
+    the one address ``listen`` (serve --listen, D40)."""
+    if listen is not None:
+        return _claim_listen(ports, listen)
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,14 +158,33 @@ async def start_sites(runner: web.AppRunner, socks: list[socket.socket], ssl_con
 
 
 async def bind(runner: web.AppRunner, ports: tuple[int, ...], ssl_context: Any,
-               limits: ConnectionLimits | None = None) -> int | None:
+               limits: ConnectionLimits | None = None, listen: str | None = None) -> int | None:
     """Claim the first free port of ``ports`` and serve ``runner`` there; None when none is free."""
-    claimed = claim_port(ports)
+    claimed = claim_port(ports, listen)
     if claimed is None:
         return None
     port, socks = claimed
     await start_sites(runner, socks, ssl_context, limits or ConnectionLimits())
     return port
+
+
+class ListenLimits(ConnectionLimits):
+    """The connection limits under ``--listen`` (D40). A client whose socket this kernel holds (a process
+    on this computer or in this container, whatever address it connects from) is checked as always: only
+    this uid. A client the kernel does not know (another host, container or network namespace) cannot be
+    checked; it is admitted, because the explicit ``--listen`` is the consent to serve it."""
+
+    def _same_user(self, peername: Any, sockname: Any) -> bool:
+        if isinstance(peername, tuple) and isinstance(sockname, tuple) \
+                and not ipaddress.ip_address(str(peername[0]).split("%", 1)[0]).is_loopback:
+            try:
+                uid = peer.peer_uid((str(peername[0]), int(peername[1])), (str(sockname[0]), int(sockname[1])))
+            except peer.LookupUnavailable:
+                uid = -1  # the base class refuses it and says why
+            if uid is None:
+                log.debug("admitted %s: not a socket of this system (--listen)", peername[0])
+                return True
+        return super()._same_user(peername, sockname)
 
 
 async def _run(options: ServeOptions) -> int:
@@ -143,7 +201,11 @@ async def _run(options: ServeOptions) -> int:
     files = ensure_tls(options.state_dir)
     https_ports = (options.port, *[p for p in settings.https_ports if p != options.port]) if options.port \
         else settings.https_ports
-    claimed = claim_port(https_ports)
+    try:
+        claimed = claim_port(https_ports, options.listen)
+    except OSError as exc:  # --listen on an address this host does not have, or may not bind
+        print(f"error: cannot listen on {options.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if claimed is None:
         print(f"error: none of the ports {https_ports} is free", file=sys.stderr)
         return 2
@@ -157,7 +219,7 @@ async def _run(options: ServeOptions) -> int:
                     VirtualReader(virtual) if virtual is not None else None, policy=policy)
     limit_log_repeats()
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    limits = ConnectionLimits(max_connections=fd_budget())
+    limits = (ListenLimits if options.listen else ConnectionLimits)(max_connections=fd_budget())
     # SIGTERM (systemd's stop, `kill`) ends the server like Ctrl-C does: through the cleanup below, so the card
     # manager stops and the card is released, instead of the process dying where it stands. Set before anything
     # says "listening", so a stop that follows at once is clean too.
@@ -169,9 +231,16 @@ async def _run(options: ServeOptions) -> int:
             log.warning("this system cannot tell which local user a connection comes from: other users are not "
                         "refused")
         await start_sites(runner, socks, server_context(files), limits)
-        print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
+        if options.listen:
+            shown = f"[{options.listen}]" if ":" in options.listen else options.listen
+            print(f"digisign-web listening on https://localhost:{port}/ (on {shown}:{port}, --listen)")
+            log.warning("--listen %s: the server is reachable from other hosts and containers on port %d; requests "
+                        "must still name Host localhost:%d, and this computer's other users are still refused (D40)",
+                        options.listen, port, port)
+        else:
+            print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
         if settings.http_ports:
-            http_port = await bind(runner, settings.http_ports, None, limits)
+            http_port = await bind(runner, settings.http_ports, None, limits, options.listen)
             if http_port:
                 print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
         print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
