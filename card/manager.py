@@ -238,19 +238,43 @@ class CardManager:
         return errors
 
 
-def _serial_key(serial: str) -> str:
-    return "".join(serial.split()).upper().lstrip("0")
+def _serial_forms(serial: str) -> set[str]:
+    """A serial as written, and decoded when it is the hex of printable ASCII (OpenSC's PKCS#11 serial of a
+    FINEID card is the hex of the card serial's last 8 characters, F39)."""
+    text = "".join(serial.split()).upper()
+    forms = {text} if text else set()
+    try:
+        decoded = bytes.fromhex(text).decode("ascii")
+    except ValueError:
+        return forms
+    if decoded.isprintable() and decoded.strip():
+        forms.add(decoded.strip().upper())
+    return forms
+
+
+def _same_serial(a: str, b: str) -> str | None:
+    """"equal", or "partial" when (a PKCS#11 serial holds 16 characters at most) one of 8 or more characters
+    ends or starts the other, else None."""
+    partial = None
+    for x in _serial_forms(a):
+        for y in _serial_forms(b):
+            short, long = sorted((x, y), key=len)
+            if short == long:
+                return "equal"
+            if len(short) >= 8 and (long.endswith(short) or long.startswith(short)):
+                partial = "partial"
+    return partial
 
 
 def _same_card(a: CardToken, b: CardToken, read: bool) -> bool:
-    """The same card: equal serial numbers (a PKCS#11 serial holds 16 characters at most: a prefix of a longer
-    one counts), else a certificate in common (read only when ``read``, or already loaded)."""
+    """The same card: equal serial numbers, else a keyed certificate in common (read only when ``read``, or
+    already loaded), else a serial that may be the other's cut short (:func:`_same_serial`)."""
     try:
-        sa, sb = _serial_key(a.serial), _serial_key(b.serial)
-        if sa and sb and (sa == sb or (min(len(sa), len(sb)) >= 15 and (sa.startswith(sb) or sb.startswith(sa)))):
+        serial = _same_serial(a.serial, b.serial)
+        if serial == "equal":
             return True
         if not read and not (a.loaded and b.loaded):
-            return False
+            return serial == "partial"
         ders = {c.der for c in a.certificates() if c.key is not None}
         return any(c.der in ders for c in b.certificates() if c.key is not None)
     except CardError as exc:

@@ -153,6 +153,8 @@ class Pkcs11Token:
             return PinInvalidatedError(0x6984, "the PIN has expired: change it first", "C_Login")
         if rv == ck.CKR_FUNCTION_CANCELED:
             return PinpadError(0x6401, "PIN entry cancelled on the reader", "C_Login")
+        if rv in (ck.CKR_MECHANISM_INVALID, ck.CKR_KEY_FUNCTION_NOT_PERMITTED):
+            return FatalCardError(f"{self.reader}: the module cannot sign with this key this way ({text})")
         if rv == ck.CKR_USER_NOT_LOGGED_IN:
             return SecurityStatusNotSatisfied(0x6982, "the token wants the PIN", "C_Sign")
         return FatalCardError(f"{self.reader}: PKCS#11 {text}")
@@ -202,7 +204,9 @@ class Pkcs11Token:
                 continue
             authority = _attr(obj, Attribute.CERTIFICATE_CATEGORY, 0) == 2
             key = pin = None
-            if not authority and cka_id and (cka_id in keys or cka_id in public_ids):
+            # A public key with the certificate's CKA_ID stands for a private key hidden until login, but not for
+            # a CA certificate: OpenSC makes a public key object for every certificate.
+            if not authority and cka_id and (cka_id in keys or (cka_id in public_ids and not cert.is_ca)):
                 always = keys[cka_id][1] if cka_id in keys else None
                 if always is None:  # the private key is hidden until login: a signature key is guessed PIN2-like
                     always = "non_repudiation" in cert.key_usage

@@ -103,7 +103,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
         else:
             output = formats.sign(args.type, signer, request, pss=args.rsa_pss).signature
     except WrongPinError as exc:
-        print(f"error: wrong PIN ({exc.tries_left} tries left); nothing was signed", file=sys.stderr)
+        left = "" if exc.tries_left is None else f" ({exc.tries_left} tries left)"  # a PKCS#11 token may not say
+        print(f"error: wrong PIN{left}; nothing was signed", file=sys.stderr)
         return 3
     except (CardError, formats.FormatError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from card import (
     SecurityStatusNotSatisfied,
     WrongPinError,
 )
+from card.errors import PinpadError
 from digisign_web.dialog.protocol import DialogRefused
 from digisign_web.signing.formats import FormatError
 
@@ -102,6 +103,8 @@ def scs_failure_for(exc: BaseException, *, reading: bool = False) -> ScsFailure:
         return WrongPin(f"wrong PIN; tries left: {left}", exc.tries_left)
     if isinstance(exc, PinBlockedError | PinInvalidatedError):
         return PinBlocked()
+    if isinstance(exc, PinpadError):  # Cancel (or a timeout) on the reader's keypad: the user's answer (D62)
+        return ScsFailure(401, "PIN entry on the reader was cancelled or timed out")
     if isinstance(exc, SecurityStatusNotSatisfied):
         # The card forgot a PIN we believed it still held (e.g. another program reset it): ask again.
         return ScsFailure(401, "the card asks for the PIN again; repeat the request")

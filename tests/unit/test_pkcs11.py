@@ -297,6 +297,7 @@ async def test_scs_reuses_the_user_pin_per_origin_but_never_an_always_authentica
 async def test_scs_with_a_pinpad_token_sends_no_pin_and_the_auto_dialog_approves(softhsm_token,
                                                                                  protected_auth_module, tmp_path):
     from digisign_web.dialog.auto import AutoDialog
+    from digisign_web.scs.errors import ScsFailure
     from digisign_web.scs.request import parse_request
 
     token = softhsm_token(keys=(("p256", "authentication"), ("p256", "signature")))
@@ -314,6 +315,10 @@ async def test_scs_with_a_pinpad_token_sends_no_pin_and_the_auto_dialog_approves
         answer = await service.sign(parse_request(scs_request("signature")), SITE)
         assert answer["status"] == "ok", answer
         assert all("pin=null" in line for line in pinpad.logins()[before:])
+        pinpad.cancel()  # Cancel on the reader's keypad: the user's answer, a 401 as the dialog's cancel
+        with pytest.raises(ScsFailure) as cancelled:
+            await service.sign(parse_request(scs_request("signature")), SITE)
+        assert cancelled.value.code == 401 and "reader" in cancelled.value.text
     finally:
         service.manager.stop()
 
@@ -413,3 +418,13 @@ def test_the_card_state_follows_pkcs11_tokens_and_summarises_a_card_seen_twice_o
         assert [s.reader for s in state.summaries()] == [VirtualReader(card).name]
     finally:
         manager.stop()
+
+
+def test_serials_match_as_modules_write_them() -> None:
+    from card.manager import _same_serial
+
+    assert _same_serial("FI890377965795942", "FI890377965795942") == "equal"
+    # OpenSC: the hex of the FINEID serial's last 8 characters (F39): likely the same card, confirmed by certificates
+    assert _same_serial("FI890377965795942", "3635373935393432") == "partial"
+    assert _same_serial("FI890377965795942", "FI890377965795943") is None
+    assert _same_serial("", "") is None and _same_serial("1234", "01234") is None
