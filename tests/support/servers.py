@@ -84,12 +84,14 @@ def start_server(tmp_path: Path, *args: str, port: int) -> RunningServer:
     output: list[str] = []
     deadline = time.monotonic() + 30
     assert process.stdout is not None
+    fd = process.stdout.fileno()
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
-            line = process.stdout.readline()
-            output.append(line)
-            match = re.search(r"listening on https://localhost:(\d+)/", line)
+            # os.read, not readline: readline would keep what follows the line in its own buffer, which log()
+            # (reading the descriptor) never sees, so a line logged right after "listening" went missing.
+            output.append(os.read(fd, 1 << 16).decode(errors="replace"))
+            match = re.search(r"listening on https://localhost:(\d+)/", "".join(output))
             if match:
                 # Keep draining the log so that a full pipe never blocks the server.
                 os.set_blocking(process.stdout.fileno(), False)
