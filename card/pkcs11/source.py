@@ -84,11 +84,12 @@ class Pkcs11Source:
         for module in list(self._modules):
             found.update(self._scan(module))
         events: list[ReaderEvent] = []
+        gone: list[Pkcs11Token] = []
         with self._lock:
             for name in list(self._tokens):
                 module, slot, info = found.get(name, (None, None, None))
                 if module is None or self._identity[name] != _identity(module, slot, info):
-                    self._tokens.pop(name).invalidate()
+                    gone.append(self._tokens.pop(name))
                     del self._identity[name]
                     events.append(ReaderEvent("card-removed", name))
             for name, (module, slot, info) in found.items():
@@ -96,6 +97,8 @@ class Pkcs11Source:
                     self._tokens[name] = Pkcs11Token(module, slot, name, info)
                     self._identity[name] = _identity(module, slot, info)
                     events.append(ReaderEvent("card-inserted", name))
+        for token in gone:  # outside our lock: this takes the module's (lock order: module, then source)
+            token.invalidate()
         for event in events:
             log.info("%s: %s", event.kind, event.reader)
             if self._on_event is not None:
@@ -110,13 +113,8 @@ class Pkcs11Source:
             try:
                 present = module.lib.get_slots(token_present=True)
             except Exception as exc:
-                problem = f"PKCS#11 module {module.path}: C_GetSlotList failed: {exc}"
-                if self._problems.get(module.path) != problem:
-                    log.warning("%s", problem)
-                with self._lock:
-                    self._problems[module.path] = problem
-                return {}
-            for slot in present:
+                present, problem = None, f"PKCS#11 module {module.path}: C_GetSlotList failed: {exc}"
+            for slot in present or ():
                 try:
                     info = module.cryptoki.token_info(slot.slot_id)
                 except ck.CryptokiError as exc:  # a deleted SoftHSM2 token still has a slot (F38)
@@ -125,6 +123,12 @@ class Pkcs11Source:
                 if not info.flags & ck.CKF_TOKEN_INITIALIZED:
                     continue  # SoftHSM2's spare slot, a blank card: nothing to sign with
                 slots.append((slot, info))
+        if present is None:
+            with self._lock:
+                if self._problems.get(module.path) != problem:
+                    log.warning("%s", problem)
+                self._problems[module.path] = problem
+            return {}
         with self._lock:
             self._problems.pop(module.path, None)
         names: dict[str, tuple[Module, object, ck.TokenInfo]] = {}
