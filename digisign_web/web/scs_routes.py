@@ -30,6 +30,8 @@ def _json(data: dict[str, Any]) -> web.Response:
     return web.json_response(data, headers=NO_STORE)
 
 
+_SIGNATURE_MARK = "\x00signature\x00"
+_SIGNATURE_MARK_JSON = b'\\u0000signature\\u0000'
 ANSWER_CHUNK = 3 << 20  # raw bytes per base64 piece: a multiple of 3, so that the pieces concatenate
 
 
@@ -38,16 +40,11 @@ async def _signed(request: web.Request, result: dict[str, Any]) -> web.StreamRes
     service, as large as the document for attached types) is base64-encoded piece by piece straight into
     the response, each piece written once the connection has taken the last: neither the whole base64 text
     nor its whole TLS ciphertext is ever held."""
-    keys = list(result)
-    at = keys.index("signature")
-
-    def members(names: list[str]) -> str:
-        return ", ".join(f"{json.dumps(name)}: {json.dumps(result[name])}" for name in names)
-
-    before, after = members(keys[:at]), members(keys[at + 1:])
-    head = ("{" + before + (", " if before else "") + '"signature": "').encode()
-    tail = ('"' + (", " + after if after else "") + "}").encode()
-    signature = memoryview(result.pop("signature"))
+    signature = memoryview(result["signature"])
+    # One json.dumps of every other member, in order, split where the signature goes (the mark is a string
+    # that no other member, all written by this server, contains).
+    head, tail = json.dumps({**result, "signature": _SIGNATURE_MARK}).encode().split(_SIGNATURE_MARK_JSON)
+    del result["signature"]
     if len(signature) <= ANSWER_CHUNK:  # the usual answer: one body, one write
         body = b"".join((head, binascii.b2a_base64(signature, newline=False), tail))
         return web.Response(body=body, headers={**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
