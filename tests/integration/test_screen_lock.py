@@ -27,7 +27,13 @@ import pytest
 from jeepney import DBusAddress, MessageType, message_bus, new_error, new_method_return, new_signal
 from jeepney.io.blocking import open_dbus_connection
 
+from card.virtual import VirtualCard, VirtualReader
 from digisign_web.desktop import screenlock
+from digisign_web.dialog.protocol import Dialog, DialogAnswer, DialogRequest
+from digisign_web.scs.errors import ScsFailure
+from digisign_web.scs.request import parse_request
+from digisign_web.scs.service import build_service
+from digisign_web.settings import Settings
 from tests.support.servers import RunningServer, WebServer, start_web_server, stop
 
 POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
@@ -261,6 +267,65 @@ def test_no_logind_is_said_once_and_changes_nothing(served, system_bus: str, mon
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
     log = wait_for_output(served("--dialog", "auto"), "screen locks are not watched")
     assert log.count("closeGUIServerWhenLock:") == 1 and "no system bus" in log, log
+
+
+class Person(Dialog):
+    """A test double for the person at the dialog: types PIN1 when asked for it while ``typing``, otherwise
+    leaves the question open (the dialog stays on screen) until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.typing = True
+        self.asked: list[bool] = []  # needs_pin of each question
+        self.open = asyncio.Event()
+        self.finished: list[tuple[str, str]] = []
+
+    async def ask(self, request: DialogRequest) -> DialogAnswer:
+        self.asked.append(request.choices[0].needs_pin)
+        if self.typing:
+            return DialogAnswer(0, "1234" if request.choices[0].needs_pin else None)
+        self.open.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def finish(self, request: DialogRequest, outcome: str, text: str) -> None:
+        self.finished.append((outcome, text))
+
+
+async def test_screen_locked_in_the_service(state_dir: Path) -> None:
+    """SigningService.screen_locked in process: the open question ends as a lock-cancel (not the page's cancel),
+    the card forgets PIN1 (VERIFY again next time), and a client that goes away still cancels the request."""
+    card = VirtualCard("fineid-v4", state_dir)
+    person = Person()
+    service = build_service(Settings(), person, VirtualReader(card))
+    service.manager.start()
+    request = parse_request({"content": base64.b64encode(f"{SITE};{'n' * 64}".encode()).decode(),
+                             "selector": {"keyusages": ["digitalsignature"]}})
+    try:
+        assert (await service.sign(request, SITE))["status"] == "ok"
+        person.typing = False
+        pending = asyncio.create_task(service.sign(request, SITE))
+        await asyncio.wait_for(person.open.wait(), 10)
+        await service.screen_locked()
+        with pytest.raises(ScsFailure) as failure:
+            await asyncio.wait_for(pending, 10)
+        assert failure.value.code == 401 and "screen was locked" in failure.value.text
+        assert person.finished[-1] == ("cancelled", "cancelled: the screen was locked")
+        assert service.guard.blocked_for(SITE) == 0
+
+        person.typing = True
+        verifies = card.stats.by_command["VERIFY"]
+        assert (await service.sign(request, SITE))["status"] == "ok"
+        assert person.asked == [True, False, True]  # PIN1 typed, reused, then asked again after the lock
+        assert card.stats.by_command["VERIFY"] == verifies + 1
+
+        person.typing, person.open = False, asyncio.Event()
+        gone = asyncio.create_task(service.sign(request, SITE))
+        await asyncio.wait_for(person.open.wait(), 10)
+        gone.cancel()  # the page went away: that is no screen lock
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+    finally:
+        await asyncio.to_thread(service.manager.stop)
 
 
 @pytest.mark.parametrize(("member", "path", "body", "expected"), [
