@@ -5,7 +5,7 @@ Watched, for the session ``GetSession("auto")`` names (ours, or our user's displ
 outside any session, as a systemd user service does):
 
 * the session's ``Lock`` signal (``loginctl lock-session``, idle locking through logind);
-* its ``LockedHint`` turning true (what GNOME and KDE set when their own screen lock engages);
+* its ``LockedHint`` turning true (what a desktop that locks its screen itself, GNOME Shell for one, sets; F27);
 * the manager's ``PrepareForSleep(true)``.
 
 Each calls ``on_lock``. Where there is no system bus, no logind or no session, it logs that once at INFO and

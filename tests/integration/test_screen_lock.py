@@ -216,7 +216,7 @@ async def test_a_screen_lock_cancels_the_dialog_and_logs_the_card_out(served_on_
 
 
 async def test_the_desktops_locked_hint_counts_too(served_on_bus, logind: LogindStandIn) -> None:
-    """GNOME and KDE lock their screen themselves and set LockedHint; logind then says so in PropertiesChanged."""
+    """A desktop that locks its screen itself (GNOME Shell) sets LockedHint; logind says so in PropertiesChanged."""
     server = served_on_bus()
     wait_for_log(server, WATCHING)
     await sign_in(server)
