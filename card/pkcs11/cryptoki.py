@@ -74,7 +74,7 @@ _NAMES = {  # rv -> name, for messages
 }
 
 # CK_FUNCTION_LIST after its CK_VERSION: C_Initialize is 0, ... in the standard's order.
-_INDEX = {"C_GetTokenInfo": 6, "C_GetSessionInfo": 15, "C_Login": 18, "C_Logout": 19, "C_SignInit": 42,
+_INDEX = {"C_GetTokenInfo": 6, "C_SetPIN": 11, "C_GetSessionInfo": 15, "C_Login": 18, "C_Logout": 19, "C_SignInit": 42,
           "C_Sign": 43}
 _SIGN_BUFFER = 4096  # bytes: an RSA-32768 signature fits; one C_Sign call, no size query
 
@@ -161,6 +161,8 @@ class Cryptoki:
             functions[_INDEX["C_GetSessionInfo"]])
         self._login = proto(CK_RV, ulong, ulong, ctypes.c_char_p, ulong)(functions[_INDEX["C_Login"]])
         self._logout = proto(CK_RV, ulong)(functions[_INDEX["C_Logout"]])
+        self._set_pin = proto(CK_RV, ulong, ctypes.c_char_p, ulong, ctypes.c_char_p, ulong)(
+            functions[_INDEX["C_SetPIN"]])
         self._sign_init = proto(CK_RV, ulong, ctypes.POINTER(_Mechanism), ulong)(functions[_INDEX["C_SignInit"]])
         self._sign = proto(CK_RV, ulong, ptr, ulong, ptr, ctypes.POINTER(ulong))(functions[_INDEX["C_Sign"]])
 
@@ -189,6 +191,11 @@ class Cryptoki:
             raw = pin.encode("utf-8")
             rv = self._login(session, user_type, raw, len(raw))
         self._check("C_Login", rv)
+
+    def set_pin(self, session: int, old: str, new: str) -> None:
+        """C_SetPIN of the user PIN (the session must be read/write)."""
+        old_raw, new_raw = old.encode("utf-8"), new.encode("utf-8")
+        self._check("C_SetPIN", self._set_pin(session, old_raw, len(old_raw), new_raw, len(new_raw)))
 
     def logout(self, session: int) -> None:
         rv = self._logout(session)

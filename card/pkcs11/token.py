@@ -28,6 +28,7 @@ from card.errors import (
     PinInvalidatedError,
     PinpadError,
     SecurityStatusNotSatisfied,
+    UnsupportedCardError,
     WrongPinError,
 )
 from card.pkcs11 import cryptoki as ck
@@ -278,6 +279,25 @@ class Pkcs11Token:
         if self._session is None or self.removed:
             return
         self._call(lambda: self.module.cryptoki.logout(self._session.handle))
+
+    def puk(self) -> pkcs15.PinInfo | None:
+        """None: a PKCS#11 user PIN is unblocked by the token's security officer (C_InitPIN), not with a PUK."""
+        return None
+
+    def change_pin(self, pin: pkcs15.PinInfo, old: str, new: str) -> None:
+        """C_SetPIN of the user PIN in a read/write session of its own (both PIN kinds are the one user PIN)."""
+        def run() -> None:
+            session = self.slot.get_token().open(rw=True)
+            try:
+                self.module.cryptoki.set_pin(session.handle, old, new)
+            finally:
+                session.close()
+
+        self._call(run)
+
+    def unblock_pin(self, pin: pkcs15.PinInfo, puk: str, new: str) -> None:
+        raise UnsupportedCardError(f"{self.reader}: a PKCS#11 token's PIN is unblocked by its security officer "
+                                   "with the token's own tools, not with a PUK here")
 
     # -- signing --------------------------------------------------------------------------------
     def sign_digest(self, key: Certificate, hash_algorithm: str, digest: bytes, *, pin: str | None = None,

@@ -428,3 +428,23 @@ def test_serials_match_as_modules_write_them() -> None:
     assert _same_serial("FI890377965795942", "3635373935393432") == "partial"
     assert _same_serial("FI890377965795942", "FI890377965795943") is None
     assert _same_serial("", "") is None and _same_serial("1234", "01234") is None
+
+
+def test_the_user_pin_changes_through_the_module_and_no_puk_is_offered(softhsm_token, open_source):
+    """What the pin command and the My card page ask of a token: PIN change with C_SetPIN; no PUK."""
+    from card import UnsupportedCardError
+    from digisign_web.scs.pin_management import card_pins
+
+    token = softhsm_token(keys=(("p256", "authentication"),))
+    source, _ = open_source(token.module)
+    p11 = only_token(source)
+    cert = cert_of(p11, "authentication")
+    assert set(card_pins(p11).pins) == {"pin1"} and p11.puk() is None
+    with pytest.raises(WrongPinError):
+        p11.change_pin(cert.pin, "000000", "654321")
+    p11.change_pin(cert.pin, token.user_pin, "654321")
+    with pytest.raises(WrongPinError):
+        p11.sign_digest(cert, "SHA256", DIGEST, pin=token.user_pin)
+    verify(cert, p11.sign_digest(cert, "SHA256", DIGEST, pin="654321"), DIGEST)
+    with pytest.raises(UnsupportedCardError):
+        p11.unblock_pin(cert.pin, "12345678", "111111")
