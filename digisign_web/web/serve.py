@@ -236,7 +236,7 @@ async def _run(options: ServeOptions) -> int:
             print(f"digisign-web listening on https://localhost:{port}/ (on {shown}:{port}, --listen)")
             log.warning("--listen %s: the server is reachable from other hosts and containers on port %d; requests "
                         "must still name Host localhost:%d, and this computer's other users are still refused (D40)",
-                        options.listen, port, port)
+                        shown, port, port)
         else:
             print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
         if settings.http_ports:
