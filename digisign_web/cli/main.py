@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rsa-pss", action="store_true",
                    help="raw types with an RSA key: RSASSA-PSS (salt = hash length) instead of PKCS#1 v1.5")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
+    p.add_argument("--allow-expired", action="store_true",
+                   help="sign even with an expired or not yet valid certificate (to test how a relying party "
+                        "handles one; the server never does this)")
     p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
     p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())

@@ -40,9 +40,13 @@ def _pick_certificate(args: argparse.Namespace, manager: CardManager, warning_da
         raise CardError(f"the card in {token.reader} has no{algorithm} {role} key")
     states = [expiry(c.certificate.not_before, c.certificate.not_after, warning_days) for c in keys]
     usable = [(c, state) for c, state in zip(keys, states, strict=True) if state.validity.usable]
+    if not usable and args.allow_expired:  # D67: the user's own explicit, local choice; never over SCS
+        print(f"warning: --allow-expired: signing with a certificate that {states[0].text()}", file=sys.stderr)
+        usable = [(keys[0], states[0])]
     if not usable:
         why = "; ".join(sorted({state.text() for state in states}))
-        raise CardError(f"the {role} certificate in {token.reader} {why}: it cannot be used to sign")
+        raise CardError(f"the {role} certificate in {token.reader} {why}: it cannot be used to sign "
+                        "(--allow-expired signs anyway, e.g. to test a relying party's expiry check)")
     cert, state = usable[0]
     if state.validity is Validity.EXPIRING:
         print(f"warning: the {role} certificate {state.text()} (certExpirationWarningDays={warning_days})",

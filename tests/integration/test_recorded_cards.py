@@ -73,12 +73,26 @@ def test_list_over_pcscd(replayed, name: str) -> None:
 
 
 # (recording, --key) -> (sign options, hash, PSS?) as the real card was used in the recording.
+# The 2020 recording's certificates expired in 2022: signing with them takes --allow-expired (D67), and the
+# replay still checks every APDU we send against what the real card answered.
 SIGNATURES = {
-    ("fineid-v3-2020", "auth"): (["--hash", "SHA256", "--rsa-pss"], "SHA256", True, "1234"),
-    ("fineid-v3-2020", "sign"): (["--hash", "SHA256"], "SHA256", False, "123456"),
+    ("fineid-v3-2020", "auth"): (["--hash", "SHA256", "--rsa-pss", "--allow-expired"], "SHA256", True, "1234"),
+    ("fineid-v3-2020", "sign"): (["--hash", "SHA256", "--allow-expired"], "SHA256", False, "123456"),
     ("fineid-v4-2023", "auth"): (["--hash", "SHA384"], "SHA384", False, "1234"),
     ("fineid-v4-2023", "sign"): (["--hash", "SHA384"], "SHA384", False, "123456"),
 }
+
+
+def test_expired_recording_is_refused_without_allow_expired(replayed, tmp_path: Path) -> None:
+    """D50/D67: the real 2020 card's expired signature certificate is refused in one line, before any PIN."""
+    replayed("fineid-v3-2020")
+    (tmp_path / "message.txt").write_bytes(MESSAGE)
+    result = subprocess.run([sys.executable, "-m", "digisign_web", "sign", "--type", "signature-plain", "--key", "sign",
+                             "--in", str(tmp_path / "message.txt"), "--out", str(tmp_path / "sig"), "--pin-stdin"],
+                            cwd=ROOT, env=cli_env(), input="123456\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "expired on 2022-" in result.stderr and "--allow-expired" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "sig").exists()
 
 
 @pytest.mark.parametrize(("name", "key"), sorted(SIGNATURES))
@@ -106,7 +120,23 @@ def test_sign_cli_over_pcscd(replayed, tmp_path: Path, name: str, key: str) -> N
         public.verify(signature, digest, pad, utils.Prehashed(algorithm))
 
 
-@pytest.mark.parametrize("name", ["fineid-v3-2020", "fineid-v4-2023"])
+async def test_serve_refuses_the_expired_recorded_card(replayed, tmp_path: Path) -> None:
+    """D50/D51: the 2020 card's certificates expired in 2022, so the server reads the card, warns, lists no
+    usable key in /version and answers a signature request 404 saying why; nothing reaches the card's PIN."""
+    replayed("fineid-v3-2020")
+    server = start_server(tmp_path, "--dialog", "auto", "--auto-approve-real-cards", port=free_port())
+    try:
+        await async_wait_until(lambda: "expired on 2022-" in server.log(), 15, "the insertion warning")
+        assert (await server.version())["hashAlgorithms"] == ""
+        answer = await server.post({"content": base64.b64encode(MESSAGE).decode(), "signatureType": "signature",
+                                    "selector": {"keyusages": ["nonrepudiation"]}})
+    finally:
+        stop(server)
+    assert answer["status"] == "failed" and answer["reasonCode"] == 404, answer
+    assert "expired on 2022-" in answer["reasonText"]
+
+
+@pytest.mark.parametrize("name", ["fineid-v4-2023"])
 async def test_serve_signs_with_the_recorded_card(replayed, tmp_path: Path, name: str) -> None:
     replayed(name)
     hash_name = "SHA256" if name.startswith("fineid-v3") else "SHA384"
