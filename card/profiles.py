@@ -78,6 +78,9 @@ class CardProfile:
     # Unblock: "reset-with-puk" = RESET RETRY COUNTER P1=00 with PUK and new PIN (ISO 7816-4);
     # "verify-puk" = VERIFY the PUK, then RESET RETRY COUNTER P1=02 with the new PIN (S4-2).
     unblock_style: str = "reset-with-puk"
+    # Logout: "reselect" = SELECT the PKCS#15 application again (FINEID citizen cards clear PIN state);
+    # "reset" = warm-reset the card (IAS-ECC based cards keep PINs verified across a re-select, D68).
+    logout_style: str = "reselect"
     mse_p1: int = 0x41
     mse_extra: bytes = b""  # extra MSE data objects, e.g. CardOS's usage qualifier 95 01 40
     alg_refs: str = "nibble"  # "nibble" (hash<<4 | scheme) or "myeid" (02 with DigestInfo, 04 ECDSA)
@@ -226,6 +229,7 @@ FINEID_ORG = CardProfile(
     pin_info="verify",  # no GET DATA PIN container: tries come from the empty VERIFY
     sign_style="cds-with-hash",  # no external PSO:HASH (6A80): the bare hash goes inline in PSO:CDS
     unblock_style="verify-puk",  # VERIFY the PUK, then RESET RETRY COUNTER P1=02 with the new PIN
+    logout_style="reset",  # PIN SDOs outlive a re-select of the application (D68)
     known_keys=(
         KnownKey("authentication", bytes.fromhex("4331"), 0x01, 0x03),
         KnownKey("signature", bytes.fromhex("3F0050164332"), 0x82, 0x04, key_df=bytes.fromhex("452E5349474E")),

@@ -720,9 +720,9 @@ class Token:
         self._guard(run)
 
     def logout(self) -> None:
-        """Drop every verified PIN: re-select the application (FINEID) or reset the card."""
+        """Drop every verified PIN: re-select the application (FINEID) or reset the card (D68)."""
         def run() -> None:
-            if self.profile.aid is not None and self.app_path is None:
+            if self.profile.aid is not None and self.app_path is None and self.profile.logout_style == "reselect":
                 self._app_ready = False
                 self._ensure_app()
             else:

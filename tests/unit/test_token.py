@@ -175,6 +175,20 @@ def test_logout_drops_verified_pin(token: Token) -> None:
         token.sign_digest(auth, "SHA256", hashlib.sha256(b"x").digest())
 
 
+def test_logout_drops_verified_pins_on_an_organisation_card(state_dir) -> None:
+    """An organisation card (IAS-ECC based, S4-2) keeps its PINs verified across a re-select of the PKCS#15
+    application, so logging out resets the card (D68): after it, both keys need their PIN again."""
+    token = Token.open(InProcessTransport(VirtualCard("fineid-org", state_dir)))
+    auth, sign = by_role(token, "authentication"), by_role(token, "signature")
+    token.verify_pin(auth.pin, PIN1)
+    token.verify_pin(sign.pin, PIN2)
+    assert token.pin_verified(auth.pin) and token.pin_verified(sign.pin)
+    token.logout()
+    assert not token.pin_verified(auth.pin) and not token.pin_verified(sign.pin)
+    with pytest.raises(SecurityStatusNotSatisfied):
+        token.sign_digest(auth, "SHA256", hashlib.sha256(b"x").digest())
+
+
 def test_digest_length_checked(token: Token) -> None:
     sign = by_role(token, "signature")
     with pytest.raises(ValueError):
