@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from card.pcsc import SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED, SCARD_E_SHARING_VIOLATION
 from digisign_web.text import inert_line
 
 TYPE_CHECKING = False
@@ -72,8 +73,6 @@ FIX_INSTALL_PCSCD = "sudo apt-get install pcscd"
 FIX_START_PCSCD = "sudo systemctl start pcscd.socket"
 FIX_TRUST = "digisign-web trust install"
 FIX_SERVE = "digisign-web serve (or, to start it at every login: digisign-web service install)"
-SCARD_E_NO_SERVICE = 0x8010001D
-SCARD_E_SERVICE_STOPPED = 0x8010001E
 
 
 @dataclass(frozen=True)
@@ -353,9 +352,7 @@ def card_checks(reports: Sequence[CardReport], warning_days: int, now: dt.dateti
             continue
         if report.problem:
             checks.append(Check(CARD, "fail", f"card not usable (ATR {report.atr.hex(' ').upper()}): "
-                                f"{inert_line(report.problem)}",
-                                "take the card out and put it back; if it stays, the card is not a supported "
-                                "FINEID card (or allowUnknownCards / validTokenInfoLabel refuse it)", reader))
+                                f"{inert_line(report.problem)}", _card_fix(report.problem), reader))
             continue
         checks.append(Check(CARD, "ok", f"{inert_line(report.description)} (profile {report.profile}), "
                             f"serial {inert_line(report.serial)}, label {inert_line(report.label)!r}", item=reader))
@@ -369,6 +366,14 @@ def card_checks(reports: Sequence[CardReport], warning_days: int, now: dt.dateti
                 usable_signature.append(f"{inert_line(cert.name)} in {reader}")
     checks.append(signing_check(reports, usable_signature))
     return checks
+
+
+def _card_fix(problem: str) -> str:
+    if f"0x{SCARD_E_SHARING_VIOLATION:08X}" in problem:
+        return ("another program holds the card exclusively (a browser's or another signing program's PKCS#11 "
+                "module): close it, or take the card out and put it back")
+    return ("take the card out and put it back; if it stays, the card is not a supported FINEID card "
+            "(or allowUnknownCards / validTokenInfoLabel refuse it)")
 
 
 def signing_check(reports: Sequence[CardReport], usable: Sequence[str]) -> Check:

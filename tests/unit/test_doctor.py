@@ -210,7 +210,9 @@ def test_signing_certificate_needs_a_usable_signature_certificate() -> None:
     empty = signing([CardReport("Virtual PCD 00 00", None)])
     assert empty.status == "fail" and "no card" in empty.summary and "insert" in empty.fix
     unusable = doctor.card_checks([CardReport("R", b"\x3b\x00", problem="no PKCS#15 application")], 30, NOW)
-    assert unusable[0].status == "fail" and "3B 00" in unusable[0].summary
+    assert unusable[0].status == "fail" and "3B 00" in unusable[0].summary and "supported" in unusable[0].fix
+    held = CardReport("R", b"\x3b", problem="cannot connect: Sharing violation. (0x8010000B)")
+    assert "exclusively" in doctor.card_checks([held], 30, NOW)[0].fix
 
 
 def test_outside_text_is_inert_in_every_line() -> None:
