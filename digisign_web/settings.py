@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from card import CardPolicy
-from card.cache import CardCache
 from digisign_web.wildcards import matcher
+
+TYPE_CHECKING = False  # the card layer loads when a policy is built, not with the settings (serve starts first)
+if TYPE_CHECKING:
+    from card import CardPolicy
+    from card.cache import CardCache
 
 log = logging.getLogger(__name__)
 
@@ -452,7 +455,7 @@ def _card_cache(settings: Settings) -> CardCache | None:
     """SmartCardSNCache and SmartCardCachePath as the card layer's cache (D56, D59): the directory defaults
     to ``$XDG_CACHE_HOME/digisign-web/cards``; mode 3's per-user secret sits beside it, never in a shared
     SmartCardCachePath. Nothing is created until a card is read."""
-    from card.cache import MachineUserKey, user_cache_dir
+    from card.cache import CardCache, MachineUserKey, user_cache_dir
 
     mode = settings.smart_card_sn_cache
     if not mode:
@@ -467,6 +470,8 @@ def card_policy(settings: Settings, *, exclude_reader: str = "", valid_token_inf
                 allow_unknown_cards: bool = True, pkcs11_modules: tuple[str, ...] = ()) -> CardPolicy:
     """The card layer's policy from DigiSign's settings; command-line values, when given, win.
     ``pkcs11_modules`` (``--pkcs11-module``) add to pkcs11Module: the one place the PKCS#11 source is chosen."""
+    from card import CardPolicy
+
     label = valid_token_info_label or settings.valid_token_info_label
     modules = tuple(dict.fromkeys([*settings.pkcs11_module.split(), *(str(m) for m in pkcs11_modules)]))
     return CardPolicy(

@@ -19,8 +19,6 @@ from card import (
     ReaderEvent,
 )
 from digisign_web.scs.expiry import Validity, expiry
-from digisign_web.scs.request import HASH_LIST
-from digisign_web.signing import formats
 from digisign_web.text import inert_line
 
 log = logging.getLogger(__name__)
@@ -158,22 +156,3 @@ class CardState:
         with self._lock:
             for entry in self._pin_entries(reader, pin_label):
                 entry.update(triesLeft=tries_left, blocked=blocked)
-
-
-def version_payload(summaries: list[CardSummary], version: str = "1.1") -> dict[str, object]:
-    """The six mPollux fields (plus v1.2's signatureAlgorithms), from memory: no APDU."""
-    algorithms: list[str] = []
-    now = dt.datetime.now(dt.UTC)
-    for summary in summaries:  # only keys that can sign now: a card with expired ones alone is no usable card (D51)
-        algorithms += [a for a in summary.usable_key_algorithms(now) if a not in algorithms]
-    return {
-        "version": version,
-        "httpMethods": "GET, POST",
-        "contentTypes": "data, digest",
-        "signatureTypes": ",".join(formats.ADVERTISED_TYPES),
-        "selectorAvailable": True,
-        "hashAlgorithms": HASH_LIST if algorithms else "",
-        "signatureAlgorithms": ",".join(algorithms),
-    }
-
-

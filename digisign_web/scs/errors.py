@@ -22,7 +22,7 @@ from card import (
 )
 from card.errors import PinpadError
 from digisign_web.dialog.protocol import DialogRefused
-from digisign_web.signing.formats import FormatError
+from digisign_web.signing.names import FormatError
 
 log = logging.getLogger(__name__)
 

@@ -29,18 +29,10 @@ from dataclasses import dataclass, field
 from card import CardCertificate
 from card.crypto import HASH_NAMES, ecdsa_raw_to_der, hash_by_name
 from digisign_web.signing import cms
+from digisign_web.signing.names import ADVERTISED_TYPES, FormatError
 from digisign_web.signing.signers import DigestSigner, key_algorithm
 
 CONTENT_TYPES = ("data", "digest")
-
-
-class FormatError(Exception):
-    """A request this format cannot serve. ``code`` is the SCS reasonCode (400 bad input, 501 not offered)."""
-
-    def __init__(self, code: int, text: str):
-        super().__init__(text)
-        self.code = code
-        self.text = text
 
 
 @dataclass(frozen=True)
@@ -217,7 +209,6 @@ SIGNATURE_TYPES: dict[str, SignatureType] = {
     "xml": SignatureType(prepare_xml, content_types=("data",)),
     "xmldsig": SignatureType(prepare_xml, content_types=("data",)),  # synonym from another SCS server (D21)
 }
-ADVERTISED_TYPES = ("signature", "signature-plain", "cms", "cms-pades", "pkcs7", "xml")
 
 
 def preflight(signature_type: str, request: SignRequest) -> None:

@@ -21,14 +21,14 @@ import datetime as dt
 import ipaddress
 import logging
 import os
-import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from digisign_web.tls.files import TlsFiles, server_context, write_stamp  # noqa: F401 (server_context: here too)
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,6 @@ SAN_NAMES = ("localhost",)
 SAN_IPS = ("127.0.0.1", "::1")
 PERMITTED_NAMES = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),
                    x509.IPAddress(ipaddress.ip_network("::1/128")))
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The CA certificate to trust, the leaf and its key; ``ca_replaced`` says why this call replaced an
-    existing CA ("" when it kept it or made the first one)."""
-
-    ca_cert: Path
-    cert: Path
-    key: Path
-    ca_replaced: str = ""
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
@@ -221,18 +210,13 @@ def ensure_tls(state_dir: Path) -> TlsFiles:
         os.chmod(ca_key_path, 0o600)
     if _leaf_ok(files.cert, files.key, ca_cert):
         os.chmod(files.key, 0o600)
-        return files
-    key, leaf = _issue_leaf(ca_key, ca_cert, now)
-    _write(files.key, _pem_key(key), private=True)
-    _write(files.cert, leaf.public_bytes(serialization.Encoding.PEM), private=False)
-    log.info("issued the localhost TLS certificate %s (valid until %s)", files.cert,
-             leaf.not_valid_after_utc.date())
+        leaf = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    else:
+        key, leaf = _issue_leaf(ca_key, ca_cert, now)
+        _write(files.key, _pem_key(key), private=True)
+        _write(files.cert, leaf.public_bytes(serialization.Encoding.PEM), private=False)
+        log.info("issued the localhost TLS certificate %s (valid until %s)", files.cert,
+                 leaf.not_valid_after_utc.date())
+    # Until then, the next start may skip this check if the files are unchanged (tls/files.py, D69).
+    write_stamp(tls, min(leaf.not_valid_after_utc - RENEW_BEFORE, ca_cert.not_valid_after_utc - CA_RENEW_BEFORE))
     return files
-
-
-def server_context(files: TlsFiles) -> ssl.SSLContext:
-    """TLS 1.2 or newer, with the localhost leaf."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(files.cert, files.key)
-    return context

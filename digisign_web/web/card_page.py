@@ -26,13 +26,16 @@ from typing import Any
 
 from aiohttp import web
 
-from card import CardError, Token
 from digisign_web.scs.expiry import expiry
-from digisign_web.scs.pin_management import PIN_IDS, PinManagement, PinOperationError
-from digisign_web.web.keys import MANAGER, SERVICE, SETTINGS
+from digisign_web.web.keys import CORE, SETTINGS
 from digisign_web.web.limits import BodyTooLarge, read_limited
 from digisign_web.web.middleware import own_origins, top_level_navigation
 from digisign_web.web.pages import page, page_headers, template
+
+TYPE_CHECKING = False  # the card layer and PIN management load with the signing service (D69)
+if TYPE_CHECKING:
+    from card import Token
+    from digisign_web.scs.pin_management import PinManagement
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +94,19 @@ class CardPage:
             raise web.HTTPBadRequest(text="JSON object expected", headers=HEADERS)
         return data
 
-    def _pins(self, request: web.Request) -> PinManagement:
-        service = request.app[SERVICE]
+    @staticmethod
+    async def _pins(request: web.Request) -> PinManagement:
+        """PIN operations over the signing service's card state and PIN sessions, waiting for the service
+        while ``serve`` is still loading it (D69)."""
+        from digisign_web.scs.pin_management import PinManagement
+
+        service = await request.app[CORE].service()
         return PinManagement(request.app[SETTINGS], state=service.state, sessions=service.pins)
 
     async def status(self, request: web.Request) -> web.Response:
         self._from_page(request)
         await self._body(request)
-        pins = self._pins(request)
+        pins = await self._pins(request)
         cards = await asyncio.to_thread(self._cards, request, pins)
         return web.json_response({"ok": True, "cards": cards, "language": request.app[SETTINGS].language,
                                   "unblockingDisabled": pins.settings.disable_pin_unblocking}, headers=HEADERS)
@@ -110,6 +118,8 @@ class CardPage:
         return await self._operate(request, "unblock")
 
     async def _operate(self, request: web.Request, action: str) -> web.Response:
+        from digisign_web.scs.pin_management import PIN_IDS, PinOperationError
+
         self._from_page(request)
         data = await self._body(request)
         which, reader = data.get("pin"), data.get("reader")
@@ -119,7 +129,7 @@ class CardPage:
         if which not in PIN_IDS or not isinstance(reader, str) or \
                 not all(isinstance(v, str) for v in (current, new, again)):
             raise web.HTTPBadRequest(text="pin (pin1 or pin2), reader, the PINs as strings expected", headers=HEADERS)
-        pins = self._pins(request)
+        pins = await self._pins(request)
 
         def run(first: str, new_pin: str, new_again: str) -> dict[str, Any]:
             token = self._token(request, reader)
@@ -136,7 +146,10 @@ class CardPage:
     # -- card work (worker thread) -----------------------------------------------------------------
     @staticmethod
     def _token(request: web.Request, reader: str) -> Token:
-        manager = request.app[MANAGER]
+        from card import CardError
+        from digisign_web.scs.pin_management import PinOperationError
+
+        manager = request.app[CORE].build().manager  # built: _pins waited for it
         try:
             for token in manager.tokens():
                 if token.reader == reader:
@@ -147,7 +160,10 @@ class CardPage:
 
     @staticmethod
     def _cards(request: web.Request, pins: PinManagement) -> list[dict[str, Any]]:
-        manager, settings = request.app[MANAGER], request.app[SETTINGS]
+        from card import CardError
+        from digisign_web.scs.pin_management import PinOperationError
+
+        manager, settings = request.app[CORE].build().manager, request.app[SETTINGS]  # built: _pins waited
         out = []
         with pins.lock:
             for token in manager.tokens():

@@ -19,19 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from card import CardCertificate, CardError
-from card.crypto import HASH_NAMES, PDF_HASH_NAMES, ecdsa_raw_to_der, hash_by_name
 from digisign_web.scs.errors import ScsFailure
-from digisign_web.scs.request import parse_json
 from digisign_web.signing.pdf import PreparedPdf
 from digisign_web.signing.pdf import prepare as prepare_pdf
-from digisign_web.web.keys import SETTINGS, STATE
+from digisign_web.web.keys import CORE, SETTINGS
 from digisign_web.web.limits import BodyTooLarge, read_limited
 from digisign_web.web.pages import page, shell
+
+# The card layer and the cryptography libraries are imported where they are used: this module is imported
+# before `serve` listens, they load after (D69).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from card import CardCertificate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ async def _read(request: web.Request, limit: int) -> bytearray:
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     """A JSON object body (the SCS parser's rules: 400 for bad or too deeply nested JSON)."""
+    from digisign_web.scs.request import parse_json
+
     try:
         return parse_json(await _read(request, request.app[SETTINGS].max_request_bytes))
     except ScsFailure as exc:
@@ -80,6 +82,12 @@ def _b64(value: Any, name: str) -> bytes:
 
 def _check_raw(signature: bytes, content: bytes, content_type: str, hash_name: str, plain: bool,
                leaf: CardCertificate) -> tuple[bool, str]:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    from card.crypto import ecdsa_raw_to_der, hash_by_name
+
     algorithm = hash_by_name(hash_name).new()
 
     digest = content if content_type == "digest" else None
@@ -109,6 +117,9 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def _verify_data(data: dict[str, Any]) -> dict[str, Any]:
+    from card import CardCertificate, CardError
+    from card.crypto import HASH_NAMES
+
     chain_b64 = data.get("chain") or []
     if not isinstance(chain_b64, list) or not chain_b64:
         raise web.HTTPBadRequest(text="chain: a non-empty list expected")
@@ -175,6 +186,8 @@ class PdfFlow:
             self._jobs.pop(next(iter(self._jobs)))
 
     async def prepare(self, request: web.Request) -> web.Response:
+        from card.crypto import PDF_HASH_NAMES
+
         hash_name = request.query.get("hashAlgorithm", "SHA256").upper()
         if hash_name not in PDF_HASH_NAMES:
             raise web.HTTPBadRequest(text=f"hashAlgorithm: {', '.join(PDF_HASH_NAMES[:-1])} or {PDF_HASH_NAMES[-1]}")
@@ -210,9 +223,9 @@ class PdfFlow:
 
 async def status(request: web.Request) -> web.Response:
     """Server and card state for the playground (from memory, like /version)."""
-    state = request.app[STATE]
-    readers = state.manager.readers()
-    summaries = {s.reader: s for s in state.summaries()}
+    service = request.app[CORE].loaded  # None for a moment after start: no reader known yet (D69)
+    readers = service.manager.readers() if service else {}
+    summaries = {s.reader: s for s in service.state.summaries()} if service else {}
     body = {
         "version": request.app[SETTINGS].scs_version,
         "readers": [{"name": name, "card": atr is not None,

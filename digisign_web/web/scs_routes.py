@@ -10,12 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from digisign_web.scs.card_state import version_payload
 from digisign_web.scs.errors import ScsFailure, failure
-from digisign_web.scs.request import parse_json, parse_request
+from digisign_web.scs.version import version_payload
 from digisign_web.settings import Settings
 from digisign_web.text import inert_line
-from digisign_web.web.keys import SERVICE, SETTINGS, STATE
+from digisign_web.web.keys import CORE, SETTINGS
 from digisign_web.web.limits import BodyTooLarge, read_limited
 from digisign_web.web.middleware import SCS_PATHS
 from digisign_web.wildcards import origin_allowed
@@ -60,7 +59,8 @@ async def _signed(request: web.Request, result: dict[str, Any]) -> web.StreamRes
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json(version_payload(request.app[STATE].summaries(), request.app[SETTINGS].scs_version))
+    service = request.app[CORE].loaded  # None for a moment after start: no card read yet (D7, D69)
+    return _json(version_payload(service.state.summaries() if service else (), request.app[SETTINGS].scs_version))
 
 
 def _origin(request: web.Request, settings: Settings) -> str | None:
@@ -86,10 +86,13 @@ async def _read_body(request: web.Request, limit: int) -> bytearray:
 
 
 async def sign(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    # Loaded with the signing service (D69): the first request after start waits for both.
+    from digisign_web.scs.request import parse_json, parse_request
+
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     try:
+        service = await request.app[CORE].service()
         origin = _origin(request, settings)
         if request.method == "GET":
             scs_request = parse_request(dict(request.query), from_query=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import signal
@@ -21,17 +22,20 @@ from typing import Any
 
 from aiohttp import web
 
-from card.virtual import VirtualCard, VirtualReader
 from digisign_web.dialog.auto import AutoDialog
 from digisign_web.dialog.protocol import Dialog
 from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.settings import Settings, card_policy, load_settings
-from digisign_web.tls.ca import ensure_tls, server_context
-from digisign_web.tls.trust import is_trusted_anywhere
+from digisign_web.tls.files import ensure_tls, server_context
 from digisign_web.web import peer
 from digisign_web.web.app import build_app
 from digisign_web.web.dialog import WebDialog
+from digisign_web.web.keys import CORE
 from digisign_web.web.limits import ConnectionLimits, fd_budget, limit_log_repeats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from digisign_web.scs.service import SigningService
 
 log = logging.getLogger(__name__)
 
@@ -210,13 +214,9 @@ async def _run(options: ServeOptions) -> int:
         print(f"error: none of the ports {https_ports} is free", file=sys.stderr)
         return 2
     port, socks = claimed
-    virtual = VirtualCard(options.virtual_card, options.state_dir) if options.virtual_card else None
-    policy = card_policy(settings, exclude_reader=options.exclude_reader,
-                         allow_unknown_cards=options.allow_unknown_cards,
-                         valid_token_info_label=options.valid_token_info_label,
-                         pkcs11_modules=options.pkcs11_modules)
-    app = build_app(settings, build_dialog(options, settings, f"https://localhost:{port}"),
-                    VirtualReader(virtual) if virtual is not None else None, policy=policy)
+    dialog = build_dialog(options, settings, f"https://localhost:{port}")
+    # The card layer, the virtual card and the signing service load once the port listens (D69).
+    app = build_app(settings, dialog, load=functools.partial(load_service, options, settings, dialog))
     limit_log_repeats()
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     limits = (ListenLimits if options.listen else ConnectionLimits)(max_connections=fd_budget())
@@ -239,15 +239,16 @@ async def _run(options: ServeOptions) -> int:
                         shown, port, port)
         else:
             print(f"digisign-web listening on https://localhost:{port}/ (127.0.0.1 and [::1])")
+        app[CORE].begin()  # the card layer and the signing service load now, behind the open port (D69)
         if settings.http_ports:
             http_port = await bind(runner, settings.http_ports, None, limits, options.listen)
             if http_port:
                 print(f"plain HTTP (httpPorts) on http://localhost:{http_port}/")
         print(f"local CA certificate (trust it once in your browser): {files.ca_cert}")
-        if not is_trusted_anywhere(files.ca_cert, Path.home()):
+        if not await asyncio.to_thread(_ca_trusted, files.ca_cert):
             print("hint: browsers do not trust it yet; run `digisign-web trust install` (see certs/README.md)")
-        if virtual is not None:
-            print(f"virtual card {virtual.profile.name}: PIN1 1234, PIN2 123456, PUK 12345678")
+        if options.virtual_card:
+            print(f"virtual card {options.virtual_card}: PIN1 1234, PIN2 123456, PUK 12345678")
         print(f"dialog: {options.dialog}", flush=True)
         log.info("listening on port %d", port)
         await stopping.wait()
@@ -258,6 +259,26 @@ async def _run(options: ServeOptions) -> int:
         for sock in socks:
             sock.close()
     return 0
+
+
+def load_service(options: ServeOptions, settings: Settings, dialog: Dialog) -> SigningService:
+    """The signing service over PC/SC readers (or the virtual card) and PKCS#11 modules: run in a worker
+    thread once the port listens, so the card layer and the cryptography libraries load after it (D69)."""
+    from card.virtual import VirtualCard, VirtualReader
+    from digisign_web.scs.service import build_service
+
+    policy = card_policy(settings, exclude_reader=options.exclude_reader,
+                         allow_unknown_cards=options.allow_unknown_cards,
+                         valid_token_info_label=options.valid_token_info_label,
+                         pkcs11_modules=options.pkcs11_modules)
+    source = VirtualReader(VirtualCard(options.virtual_card, options.state_dir)) if options.virtual_card else None
+    return build_service(settings, dialog, source, policy=policy)
+
+
+def _ca_trusted(ca_cert: Path) -> bool:
+    from digisign_web.tls.trust import is_trusted_anywhere
+
+    return is_trusted_anywhere(ca_cert, Path.home())
 
 
 def serve(options: ServeOptions) -> int:

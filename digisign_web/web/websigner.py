@@ -31,12 +31,16 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from digisign_web.scs.errors import ScsFailure, failure, scs_failure_for
-from digisign_web.scs.request import ScsRequest, parse_request
-from digisign_web.scs.service import SigningService
+from digisign_web.settings import Settings
 from digisign_web.text import inert_line
+from digisign_web.web.keys import CORE, SETTINGS, Core
 from digisign_web.web.middleware import top_level_navigation
 from digisign_web.web.pages import page, shell
 from digisign_web.wildcards import origin_allowed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from digisign_web.scs.request import ScsRequest
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +102,14 @@ class _Pending:
 
 
 class WebSigner:
-    def __init__(self, service: SigningService):
-        self.service = service
+    def __init__(self, settings: Settings, core: Core):
+        self.settings = settings
+        self.core = core  # the signing service, loaded once (D69)
         self._pending: dict[str, _Pending] = {}
 
     # -- request --------------------------------------------------------------------------------
     async def _form(self, request: web.Request) -> MultiDictProxy[Any]:
-        limit = self.service.settings.max_request_bytes
+        limit = self.settings.max_request_bytes
         if request.content_length is not None and request.content_length > limit:
             raise WebSignerRefusal(f"the request is larger than {limit} bytes")
         if request.method == "GET":
@@ -141,7 +146,9 @@ class WebSigner:
         return fields
 
     async def start(self, request: web.Request) -> web.StreamResponse:
-        settings = self.service.settings
+        from digisign_web.scs.request import parse_request  # loaded with the signing service (D69)
+
+        settings = self.settings
         if not top_level_navigation(request):
             # An <img>, a no-cors fetch, a script or a frame: nobody would see the dialog, so nothing starts.
             log.info("WebSigner request refused: not a top-level navigation (Sec-Fetch-Mode %s, Sec-Fetch-Dest %s)",
@@ -201,9 +208,10 @@ class WebSigner:
     async def _operation(self, scs_request: ScsRequest, origin: str, present: Callable[[str], None],
                          after: str) -> dict[str, Any]:
         """The signing operation, ending in an answer dict whatever happens (see _Pending)."""
-        version = self.service.settings.scs_version
+        version = self.settings.scs_version
         try:
-            return await self.service.sign(scs_request, origin, present=present, after=after)
+            service = await self.core.service()
+            return await service.sign(scs_request, origin, present=present, after=after)
         except ScsFailure as exc:
             return failure(version, exc.code, exc.text)
         except Exception:
@@ -212,9 +220,9 @@ class WebSigner:
 
     async def _outcome(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.service.settings.dialog_timeout + 5)
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.dialog_timeout + 5)
         except TimeoutError as exc:
-            return scs_failure_for(exc).answer(self.service.settings.scs_version)
+            return scs_failure_for(exc).answer(self.settings.scs_version)
 
     async def result(self, request: web.Request) -> web.Response:
         """Where the dialog tab goes when the dialog is done: the result, delivered to the relying party."""
@@ -229,7 +237,7 @@ class WebSigner:
     def _expire(self) -> None:
         now = time.monotonic()
         for key, pending in list(self._pending.items()):
-            if pending.task.done() and now - pending.created > RESULT_TTL + self.service.settings.dialog_timeout:
+            if pending.task.done() and now - pending.created > RESULT_TTL + self.settings.dialog_timeout:
                 self._pending.pop(key, None)
 
     # -- delivery --------------------------------------------------------------------------------
@@ -262,8 +270,8 @@ def _page(status: int, title: str, body: str, raw: bool = False, form_action: st
     return page("websigner", text, status=status, form_action=form_action)
 
 
-def add_routes(app: web.Application, service: SigningService) -> None:
-    websigner = WebSigner(service)
+def add_routes(app: web.Application) -> None:
+    websigner = WebSigner(app[SETTINGS], app[CORE])
     app.router.add_route("POST", "/websigner", websigner.start)
     app.router.add_route("GET", "/websigner", websigner.start)
     app.router.add_get("/websigner/result/{key}", websigner.result)

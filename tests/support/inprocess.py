@@ -18,7 +18,7 @@ from digisign_web.dialog.protocol import Dialog, DialogAnswer, DialogRequest
 from digisign_web.scs.service import SigningService
 from digisign_web.settings import Settings
 from digisign_web.web.app import build_app
-from digisign_web.web.keys import MANAGER, SERVICE
+from digisign_web.web.keys import CORE
 from digisign_web.wildcards import origin_allowed
 from tests.support.servers import ORIGIN
 
@@ -91,6 +91,7 @@ def make_server(aiohttp_client, state_dir: Path):
         app = build_app(dataclasses.replace(Settings(), **overrides), dialog, reader)
         client = await aiohttp_client(app, server_kwargs={"port": port} if port else {})
         HOST["Host"] = f"localhost:{client.port}"
-        return Server(client, card, reader, app[MANAGER], dialog, app[SERVICE])
+        service = app[CORE].build()
+        return Server(client, card, reader, service.manager, dialog, service)
 
     return start

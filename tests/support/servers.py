@@ -75,7 +75,8 @@ class RunningServer:
 
 
 def start_server(tmp_path: Path, *args: str, port: int) -> RunningServer:
-    """`digisign-web serve --port PORT ARGS...` with its state under ``tmp_path``, once it says it listens."""
+    """`digisign-web serve --port PORT ARGS...` with its state under ``tmp_path``, once it listens and has
+    loaded its signing service and read the cards present (its "ready:" log line; D69)."""
     env = {**cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     env.pop("DIGISIGN_CONF", None)
     process = subprocess.Popen([sys.executable, "-m", "digisign_web", "serve", "--state-dir", str(tmp_path / "state"),
@@ -92,7 +93,7 @@ def start_server(tmp_path: Path, *args: str, port: int) -> RunningServer:
             # (reading the descriptor) never sees, so a line logged right after "listening" went missing.
             output.append(os.read(fd, 1 << 16).decode(errors="replace"))
             match = re.search(r"listening on https://localhost:(\d+)/", "".join(output))
-            if match:
+            if match and "ready: the signing service is loaded" in "".join(output):
                 # Keep draining the log so that a full pipe never blocks the server.
                 os.set_blocking(process.stdout.fileno(), False)
                 return RunningServer(process, int(match.group(1)), tmp_path / "state" / "tls" / "ca.pem", output)

@@ -24,7 +24,7 @@ from digisign_web.scs.card_state import CardState
 from digisign_web.scs.expiry import Validity, expiry
 from digisign_web.settings import Settings
 from digisign_web.web.app import build_app
-from digisign_web.web.keys import STATE
+from digisign_web.web.keys import CORE
 from tests.support.inprocess import HOST, ScriptedDialog, Server
 from tests.support.wait import async_wait_until
 
@@ -112,9 +112,9 @@ def card_with(aiohttp_client, expiry_state: Path):
         app = build_app(dataclasses.replace(Settings(), **overrides), dialog, reader)
         client = await aiohttp_client(app)
         HOST["Host"] = f"localhost:{client.port}"
-        from digisign_web.web.keys import MANAGER, SERVICE
 
-        return Server(client, card, reader, app[MANAGER], dialog, app[SERVICE])
+        service = app[CORE].build()
+        return Server(client, card, reader, service.manager, dialog, service)
 
     return start
 
@@ -145,14 +145,14 @@ async def test_every_certificate_expired_is_404_and_no_usable_card_in_version(ca
     answer = await server.sign({"content": b64(AUTH_CONTENT)})
     assert answer["reasonCode"] == 404
     assert answer["reasonText"].startswith("the only matching certificates expired on ")
-    await async_wait_until(lambda: server.client.app[STATE].summaries(), 10, "the card summary")
+    await async_wait_until(lambda: server.client.app[CORE].build().state.summaries(), 10, "the card summary")
     version = await (await server.client.get("/version", headers=HOST)).json()
     assert version["hashAlgorithms"] == "" and version["signatureAlgorithms"] == ""  # D51
 
 
 async def test_version_lists_the_usable_keys(card_with) -> None:
     server = await card_with("sign=-1", profile="fineid-v3")  # RSA authentication, expired EC signature key
-    await async_wait_until(lambda: server.client.app[STATE].summaries(), 10, "the card summary")
+    await async_wait_until(lambda: server.client.app[CORE].build().state.summaries(), 10, "the card summary")
     version = await (await server.client.get("/version", headers=HOST)).json()
     assert version["signatureAlgorithms"] == "RSA" and version["hashAlgorithms"] != ""
 
@@ -242,7 +242,7 @@ def test_insertion_of_a_valid_card_logs_nothing(expiry_state: Path, caplog: pyte
 
 async def test_playground_status_has_the_badges_data(card_with) -> None:
     server = await card_with("sign=-1,auth=10")
-    await async_wait_until(lambda: server.client.app[STATE].summaries(), 10, "the card summary")
+    await async_wait_until(lambda: server.client.app[CORE].build().state.summaries(), 10, "the card summary")
     status = await (await server.client.get("/playground/status", headers=HOST)).json()
     certificates = status["readers"][0]["token"]["certificates"]
     by_role = {c["role"]: c for c in certificates if c["role"] != "ca"}

@@ -385,7 +385,8 @@ def test_the_card_state_follows_pkcs11_tokens_and_summarises_a_card_seen_twice_o
                                                                                      monkeypatch):
     """/version's memory: the token's summary comes with its insertion event, one summary for a card both
     drivers see, and the token's removal (deleted slot, at the next poll) takes its summary away."""
-    from digisign_web.scs.card_state import CardState, version_payload
+    from digisign_web.scs.card_state import CardState
+    from digisign_web.scs.version import version_payload
     from tests.support.wait import wait_until
 
     card = VirtualCard("fineid-v4", tmp_path / "state")

@@ -331,8 +331,10 @@ def test_unconstrained_ca_is_replaced_with_a_new_key(state: Path) -> None:
     old_pem = old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
     assert all(old_pem not in f.read_bytes() for f in (state / "tls").iterdir())  # the old key is deleted
-    assert sorted(f.name for f in (state / "tls").iterdir()) == ["ca.key", "ca.pem", "localhost.key", "localhost.pem"]
+    assert sorted(f.name for f in (state / "tls").iterdir()) == ["ca.key", "ca.pem", "checked.json", "localhost.key",
+                                                                 "localhost.pem"]
     assert (state / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (state / "tls" / "checked.json").stat().st_mode & 0o777 == 0o600  # the full check's stamp (D69)
     assert openssl_verify(files.ca_cert, files.cert, "-verify_hostname", "localhost").returncode == 0
     assert ensure_tls(state).ca_replaced == ""  # and kept from now on
     assert load_ca(state)[1] == new_cert
