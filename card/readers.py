@@ -114,15 +114,18 @@ class ReaderMonitor:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread within ``timeout``. SCardCancel only ends a wait already in progress: one sent just
+        before the thread enters SCardGetStatusChange is lost, so it is sent again until the thread is gone."""
         self._stop.set()
-        context = self._context
-        if context is not None:
-            from smartcard import scard
+        thread, deadline = self._thread, time.monotonic() + timeout
+        while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+            context = self._context
+            if context is not None:
+                from smartcard import scard
 
-            scard.SCardCancel(context)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+                scard.SCardCancel(context)
+            thread.join(0.05)
+        self._thread = None
 
     def wait_settled(self, timeout: float) -> bool:
         """Wait for the first complete picture (readers listed and each one's card state known)."""

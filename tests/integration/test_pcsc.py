@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 
 import pytest
 
@@ -182,3 +183,17 @@ def test_unknown_card_and_label_filter_over_pcsc(vpcd_card) -> None:
     labelled = json.loads(run_cli("list", "--json", "--valid-token-info-label", "FINEID*").stdout)
     assert labelled["tokens"] == []
     assert "validTokenInfoLabel" in labelled["readers"][0]["problem"]
+
+
+def test_monitor_stops_at_once_right_after_its_first_picture(vpcd_card) -> None:
+    """stop() right after the first picture used to land between the thread's stop check and its next
+    SCardGetStatusChange: the cancel was lost and stop() waited the whole refresh interval (5 s). It cancels
+    until the thread is gone now."""
+    vpcd_card("fineid-v4")
+    for _ in range(8):
+        monitor = ReaderMonitor(refresh_interval=5)
+        monitor.start()
+        assert monitor.wait_settled(10)
+        started = time.monotonic()
+        monitor.stop()
+        assert time.monotonic() - started < 1.0
