@@ -234,21 +234,23 @@ class CardCertificate:
             raise MalformedResponseError(f"unsupported key type {type(key).__name__} in {self.subject}")
         return key
 
-    @property
+    # Cached like the names: every request's selector, dialog choices and answer ask again, and the ABC
+    # isinstance checks behind them cost more than the rest of the lookup.
+    @cached_property
     def key_algorithm(self) -> str:
         """``RSA`` or ``EC``."""
         return key_algorithm(self.public_key)
 
-    @property
+    @cached_property
     def key_size(self) -> int:
         return self.public_key.key_size
 
-    @property
+    @cached_property
     def curve(self) -> str | None:
         key = self.public_key
         return key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
 
-    @property
+    @cached_property
     def key_description(self) -> str:
         """``EC secp384r1`` or ``RSA 2048``: the key as dialogs and status pages show it."""
         return f"EC {self.curve}" if self.curve else f"RSA {self.key_size}"

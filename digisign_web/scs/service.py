@@ -70,7 +70,8 @@ class SigningService:
         self.queue = OperationQueue(settings.queue_limit)
         self.guard = CancelGuard(settings.spam_cancel_limit, settings.spam_window, settings.spam_block)
         self.pins = PinSessions()  # whose PIN each card holds (D27, D28)
-        self._asking: set[asyncio.Future[Any]] = set()  # the open dialog questions, which a screen lock cancels
+        self._asking: set[asyncio.Task[Any]] = set()  # requests at their dialog, which a screen lock cancels
+        self._locked: set[asyncio.Task[Any]] = set()  # ... and those it did cancel
 
     @property
     def version(self) -> str:
@@ -267,27 +268,32 @@ class SigningService:
         return await asyncio.to_thread(sign_request.hashed)
 
     async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
-        asking = asyncio.ensure_future(question)
-        self._asking.add(asking)
+        """The dialog's answer within dialogTimeout, awaited in the request's own task (no task per question:
+        an automatic dialog answers at once, and each extra task is another turn of the event loop)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._asking.add(task)
         try:
-            return await asyncio.wait_for(asking, self.settings.dialog_timeout)
+            async with asyncio.timeout(self.settings.dialog_timeout):
+                return await question
         except (TimeoutError, DialogRefused) as exc:  # TimeoutError includes the web dialog's DialogNotShown
             raise scs_failure_for(exc) from None
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if asking.cancelled() and task is not None and not task.cancelling():  # screen_locked, not the client
+            if task in self._locked and task.uncancel() == 0:  # screen_locked, and not the client as well
                 locked = Cancelled()
                 locked.text = "cancelled: the screen was locked"
                 raise locked from None
             raise
         finally:
-            self._asking.discard(asking)
+            self._asking.discard(task)
+            self._locked.discard(task)
 
     async def screen_locked(self) -> None:
         """closeGUIServerWhenLock (D45): whoever comes back to an unlocked screen may not be the user who entered
         a PIN. The open dialog is cancelled (its request fails as cancelled, not counted as the page's cancel)
         and every card forgets its verified PINs, so the next signature asks for PIN1 again."""
         for asking in list(self._asking):
+            self._locked.add(asking)
             asking.cancel()
 
         def log_out() -> None:
