@@ -20,7 +20,10 @@ source scripts/system-packages.sh
 
 # curl, iproute2: tests/integration/test_listen.py (a network namespace, curl from inside it).
 pkgs=("${BUILD_PACKAGES[@]}" pcscd vsmartcard-vpcd opensc xmlsec1 poppler-utils libnss3-tools
-      openssl chromium procps iproute2 curl make softhsm2 libp11-kit-dev)
+      openssl chromium procps iproute2 curl make softhsm2 libp11-kit-dev
+      git dbus-daemon libglib2.0-bin systemd util-linux)
+# git: make demo from a clean clone; dbus-daemon: the logind stand-in of the screen-lock tests; libglib2.0-bin
+# (gio) and systemd (systemd-analyze): the autostart entry and the user unit checked by their real parsers
 
 mapfile -t python_pkgs < <(python_packages)
 need_packages test-deps.sh "${pkgs[@]}" "${python_pkgs[@]}"
