@@ -158,6 +158,10 @@ async function submit(card, section, form) {
 
 function renderCard(card, disabled) {
   const section = $("card-template").content.firstElementChild.cloneNode(true);
+  const change = section.querySelector("form.change"); // one change form in the page, made once per PIN
+  const change2 = change.cloneNode(true);
+  change2.dataset.pin = "pin2";
+  change.after(change2);
   i18n.apply(section);
   section.dataset.reader = card.reader;
   section.querySelector(".reader").textContent = t("card.reader", { reader: card.reader });
