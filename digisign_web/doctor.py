@@ -15,6 +15,7 @@ card labels, certificate names, process names) is made inert before it is shown 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -818,8 +819,12 @@ def run_checks(options: DoctorOptions) -> list[Check]:
     # pkcs11Module and --pkcs11-module, joined where the card manager gets them (settings.card_policy).
     modules = [pkcs11_check(Path(path)) for path in options.policy.pkcs11_modules]
     checks += modules
-    if probe.readers or any(m.status == "ok" for m in modules):
-        reports = card_reports(options.policy, options.wait)
+    # Only the modules that passed the probe are loaded here: one that crashed or hung the child would take
+    # doctor itself down (D55).
+    policy = dataclasses.replace(options.policy, pkcs11_modules=tuple(
+        path for path, module in zip(options.policy.pkcs11_modules, modules, strict=True) if module.status == "ok"))
+    if probe.readers or policy.pkcs11_modules:
+        reports = card_reports(policy, options.wait)
         if isinstance(reports, str):
             checks.append(Check(CARD, "fail", f"the cards could not be read: {inert_line(reports)}",
                                 "take the card out and put it back; check that no other program holds it"))

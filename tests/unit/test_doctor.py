@@ -339,3 +339,23 @@ def test_bounded_gives_up_on_a_hung_call() -> None:
     hang.set()
     with pytest.raises(ZeroDivisionError):
         doctor._bounded(lambda: 1 / 0, 1, "x")
+
+
+def test_cards_are_read_only_through_modules_that_passed_the_probe(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """D55: a module whose probe failed (here libc: no C_GetFunctionList) is reported, never loaded into doctor's
+    own process by the card manager. pcscd and the other checks are stand-ins: only the policy matters here."""
+    from card import CardPolicy
+
+    good, bad = str(tmp_path / "good.so"), "/lib/x86_64-linux-gnu/libc.so.6"
+    seen: list[CardPolicy] = []
+    monkeypatch.setattr(doctor, "probe_pcsc", lambda: doctor.PcscProbe(readers=["Virtual PCD 00 00"]))
+    monkeypatch.setattr(doctor, "pkcs11_check", lambda path: Check(doctor.PKCS11_MODULE, "ok" if str(path) == good
+                                                                   else "fail", "", "", str(path)))
+    monkeypatch.setattr(doctor, "card_reports", lambda policy, wait: seen.append(policy) or [])
+    monkeypatch.setattr(doctor, "trust_checks", lambda *a, **k: [])
+    monkeypatch.setattr(doctor, "port_state", lambda *a: PortState(53952, []))
+    options = doctor.DoctorOptions(tmp_path, tmp_path, load_settings(), CardPolicy(pkcs11_modules=(bad, good)),
+                                   (53952,))
+    doctor.run_checks(options)
+    assert [p.pkcs11_modules for p in seen] == [(good,)]
