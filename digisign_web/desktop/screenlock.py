@@ -68,6 +68,7 @@ class ScreenLockWatcher:
                 new_method_call,
             )
             from jeepney.io.asyncio import Proxy, open_dbus_router
+            from jeepney.io.common import RouterClosed
         except ImportError:
             log.info("closeGUIServerWhenLock: jeepney is not installed, so screen locks are not watched")
             return
@@ -95,8 +96,9 @@ class ScreenLockWatcher:
                     stack.enter_context(router.filter(local, queue=signals))
                     await asyncio.wait_for(bus.AddMatch(MatchRule(type="signal", sender=LOGIN1, interface=interface,
                                                                   member=member, path=path)), TIMEOUT)
-            except (OSError, EOFError, TimeoutError, RuntimeError) as exc:
-                # OSError: no socket; EOFError: closed; RuntimeError: an address jeepney cannot use
+            except (OSError, EOFError, TimeoutError, RuntimeError, ValueError, RouterClosed) as exc:
+                # OSError: no socket; EOFError or RouterClosed: closed before an answer; RuntimeError: an address
+                # jeepney cannot use; ValueError: jeepney's AuthenticationError (the bus refused us)
                 log.info("closeGUIServerWhenLock: no system bus (%s: %s); screen locks are not watched",
                          type(exc).__name__, exc)
                 return

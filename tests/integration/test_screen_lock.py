@@ -340,3 +340,32 @@ async def test_screen_locked_in_the_service(state_dir: Path) -> None:
 ])
 def test_lock_reasons(member: str, path: str, body: tuple, expected: str | None) -> None:
     assert screenlock.lock_reason(member, path, body, SESSION_PATH) == expected
+
+
+@pytest.mark.parametrize("answer", [b"REJECTED EXTERNAL\r\n", b"OK 0123456789abcdef0123456789abcdef\r\n"])
+async def test_a_bus_that_refuses_or_hangs_up_is_said_once(tmp_path: Path, answer: bytes, caplog) -> None:
+    """A socket that is not a working system bus: it refuses jeepney's authentication (AuthenticationError,
+    a ValueError), or accepts it and hangs up before any reply (RouterClosed). The watcher says so in one INFO
+    line and returns; nothing escapes into the app's cleanup."""
+    path = tmp_path / "bus"
+
+    async def fake_bus(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")  # the NUL byte and AUTH EXTERNAL
+        writer.write(answer)
+        await writer.drain()
+        if answer.startswith(b"OK"):
+            await reader.readuntil(b"\r\n")  # BEGIN (and perhaps NEGOTIATE_UNIX_FD first)
+        writer.close()
+
+    server = await asyncio.start_unix_server(fake_bus, path=str(path))
+    caplog.set_level("INFO", logger=screenlock.__name__)
+    async with server:
+        called: list[str] = []
+
+        async def locked(reason: str) -> None:
+            called.append(reason)
+
+        await asyncio.wait_for(screenlock.ScreenLockWatcher(locked, address=f"unix:path={path}").run(), 20)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closeGUIServerWhenLock:")]
+    assert len(lines) == 1 and "screen locks are not watched" in lines[0], lines
+    assert called == []
