@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # typing costs milliseconds that --help should not pay
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from card import CardPolicy
+    from card import CardManager, CardPolicy, Token
     from digisign_web.settings import Settings
 
 
@@ -155,3 +155,37 @@ def card_policy_of(args: argparse.Namespace, settings: Settings | None = None) -
                        pkcs11_modules=tuple(str(p) for p in getattr(args, "pkcs11_module", None) or ()))
 
 
+def pick_token(args: argparse.Namespace, manager: CardManager) -> Token:
+    """The first usable card, or the one in ``--reader``: how ``sign`` and ``pin`` choose."""
+    tokens = [t for t in manager.tokens() if not args.reader or t.reader == args.reader]
+    if not tokens:
+        problems = "; ".join(f"{r}: {p}" for r, p in manager.problems().items())
+        where = f" in {args.reader}" if args.reader else ""
+        raise CliError(f"no usable card{where}" + (f" ({problems})" if problems else "") +
+                       ("" if args.virtual_card else "; is the card in the reader?"))
+    return tokens[0]
+
+
+class PinInput:
+    """Where PINs come from: the terminal without echo, or standard input one per line (``option``, e.g.
+    ``--stdin``). An ended input is one line of error, never an empty PIN sent to the card."""
+
+    def __init__(self, from_stdin: bool, option: str):
+        self.from_stdin = from_stdin
+        self.option = option
+        self.line = 0
+
+    def read(self, prompt: str, what: str) -> str:
+        import getpass
+        import sys
+
+        if not self.from_stdin:
+            try:
+                return getpass.getpass(prompt)
+            except EOFError:
+                raise CliError(f"no {what} entered") from None
+        self.line += 1
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError(f"{self.option}: line {self.line} ({what}) is missing")
+        return line.rstrip("\r\n")

@@ -9,28 +9,16 @@ refused before the user types; a new PIN is asked twice. PINs are read without e
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 
 from card import CardError, CardManager, Token, TransportError, list_readers
 from card.virtual import VirtualCard, VirtualReader
-from digisign_web.cli.common import CliError, card_policy_of, settings_of, state_dir
+from digisign_web.cli.common import CliError, PinInput, card_policy_of, pick_token, settings_of, state_dir
 from digisign_web.scs.pin_management import NAMES, PinCounter, PinManagement, PinOperationError, card_pins
 from digisign_web.scs.pin_rules import describe
 
 WRONG_PIN_EXIT = 3
-
-
-def _pick_token(args: argparse.Namespace, manager: CardManager) -> Token:
-    """The first usable card, or the one in ``--reader``: the choice ``sign`` makes."""
-    tokens = [t for t in manager.tokens() if not args.reader or t.reader == args.reader]
-    if not tokens:
-        problems = "; ".join(f"{r}: {p}" for r, p in manager.problems().items())
-        where = f" in {args.reader}" if args.reader else ""
-        raise CliError(f"no usable card{where}" + (f" ({problems})" if problems else "") +
-                       ("" if args.virtual_card else "; is the card in the reader?"))
-    return tokens[0]
 
 
 def _counter_text(counter: PinCounter) -> str:
@@ -46,26 +34,6 @@ def _counter_text(counter: PinCounter) -> str:
     return f"{NAMES[counter.id]:<5} {counter.label}: {state}"
 
 
-class _Input:
-    """Where the PINs come from: the terminal without echo, or standard input one per line."""
-
-    def __init__(self, from_stdin: bool):
-        self.from_stdin = from_stdin
-        self.line = 0
-
-    def read(self, prompt: str, what: str) -> str:
-        if not self.from_stdin:
-            try:
-                return getpass.getpass(prompt)
-            except EOFError:
-                raise CliError(f"no {what} entered") from None
-        self.line += 1
-        line = sys.stdin.readline()
-        if not line:
-            raise CliError(f"--stdin: line {self.line} ({what}) is missing")
-        return line.rstrip("\r\n")
-
-
 def cmd_pin(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     virtual = VirtualCard(args.virtual_card, state_dir(args.state_dir)) if args.virtual_card else None
@@ -76,7 +44,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
             list_readers()  # fail fast, with the reason, when pcscd is not there
         manager.start()
         manager.wait_settled(timeout=args.wait)
-        token = _pick_token(args, manager)
+        token = pick_token(args, manager)
         if args.action == "status":
             return _status(args, token, pins)
         which = args.pin_ref or "pin2"
@@ -119,7 +87,7 @@ def _operate(args: argparse.Namespace, token: Token, pins: PinManagement, which:
         pins.refuse_blocked(token, first, found[first])  # raises the one message for it
     policies = pins.policies(token)[which]
     name = NAMES[which]
-    entry = _Input(args.stdin)
+    entry = PinInput(args.stdin, "--stdin")
     left = counters[first].tries_left
     tries = f", {left} tries left" if left is not None else ""
     print(f"{'Unblocking' if unblock else 'Changing'} {found[which].label} on the card in {token.reader}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import hashlib
 import sys
 from pathlib import Path
@@ -12,7 +11,17 @@ from pathlib import Path
 from card import CardError, CardManager, Certificate, Token, WrongPinError
 from card.token import pin_on_reader
 from card.virtual import VirtualCard, VirtualReader
-from digisign_web.cli.common import CliError, card_policy_of, check_output, read_input, settings_of, state_dir, why
+from digisign_web.cli.common import (
+    CliError,
+    PinInput,
+    card_policy_of,
+    check_output,
+    pick_token,
+    read_input,
+    settings_of,
+    state_dir,
+    why,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,12 +34,7 @@ def _pick_certificate(args: argparse.Namespace, manager: CardManager, warning_da
     valid certificate is never used (D50); one within certExpirationWarningDays is used, with a warning."""
     from digisign_web.scs.expiry import Validity, expiry
 
-    tokens = [t for t in manager.tokens() if not args.reader or t.reader == args.reader]
-    if not tokens:
-        problems = "; ".join(f"{r}: {p}" for r, p in manager.problems().items())
-        raise CardError("no usable card" + (f" ({problems})" if problems else "") +
-                        ("" if args.virtual_card else "; is the card in the reader?"))
-    token = tokens[0]
+    token = pick_token(args, manager)
     role = "signature" if args.key == "sign" else "authentication"
     keys = [c for c in token.certificates() if c.role == role and c.key is not None]
     if args.key_algorithm:
@@ -65,10 +69,8 @@ def _read_pin(args: argparse.Namespace, token: Token, cert: Certificate) -> str 
     if pin_on_reader(cert.pin):
         print(f"Enter {cert.pin.label} on the reader.", file=sys.stderr)
         return None
-    if args.pin_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
     left = f", {status.tries_left} tries left" if status.tries_left is not None else ""
-    return getpass.getpass(f"{cert.pin.label}{left}: ")
+    return PinInput(args.pin_stdin, "--pin-stdin").read(f"{cert.pin.label}{left}: ", cert.pin.label)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:

@@ -159,3 +159,18 @@ def test_virtual_card_list_and_trust_refuse_bad_paths(scratch: Path) -> None:
         Case(["trust", "install", "--state-dir", str(scratch / "text.txt")], "not a directory"),
         Case(["trust", "status", "--state-dir", str(scratch / "text.txt")], "not a directory"),
     ], scratch)
+
+
+@pytest.mark.parametrize("pin_stdin", [False, True])
+def test_sign_with_no_pin_to_read_is_one_line(scratch: Path, pin_stdin: bool) -> None:
+    """Standard input at its end (Ctrl-D, `< /dev/null`): no traceback, and no empty PIN sent to the card."""
+    (scratch / "in.txt").write_bytes(b"x")
+    args = [sys.executable, "-m", "digisign_web", "sign", "--type", "signature", "--in", str(scratch / "in.txt"),
+            "--out", str(scratch / "out.sig"), "--virtual-card", "fineid-v4", "--state-dir", str(scratch / "state")]
+    result = subprocess.run(args + (["--pin-stdin"] if pin_stdin else []), cwd=ROOT, env=cli_env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after getpass's prompt, which has no newline
+    expected = "error: --pin-stdin: line 1 (PIN2" if pin_stdin else "error: no PIN2"
+    assert expected in last and last.endswith(("missing", "entered")), result.stderr
+    assert not (scratch / "out.sig").exists()
