@@ -74,9 +74,8 @@ def _status(args: argparse.Namespace, token: Token, pins: PinManagement) -> int:
 
 def _operate(args: argparse.Namespace, token: Token, pins: PinManagement, which: str) -> int:
     unblock = args.action == "unblock"
-    if unblock and pins.settings.disable_pin_unblocking:  # before any prompt (the library refuses it too)
-        raise PinOperationError("unblocking-disabled",
-                                "unblocking a PIN is turned off on this computer (disablePinUnblocking=1)")
+    if unblock:
+        pins.check_unblocking_allowed()  # before any prompt
     found = card_pins(token).pins
     if which not in found or (unblock and "puk" not in found):
         raise PinOperationError("no-pin", f"this card has no {NAMES['puk' if which in found else which]}")

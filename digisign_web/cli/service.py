@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-from digisign_web.cli.common import CliError, check_config, settings_of
+from digisign_web.cli.common import CliError, settings_of, state_dir
 
 
 def cmd_service(args: argparse.Namespace) -> int:
     from digisign_web.desktop import autostart
 
-    if args.config is not None:
-        check_config(args.config)
-    if args.state_dir.exists() and not args.state_dir.is_dir():
-        raise CliError(f"--state-dir {args.state_dir}: not a directory")
+    settings = settings_of(args)  # a bad --config is one line before anything is written
+    state_dir(args.state_dir, write=False)
     systemctl = autostart.Systemctl()
     home = autostart.config_home(systemctl.environ)
     try:
         if args.action == "install":
-            port = settings_of(args).https_ports[0]
+            port = settings.https_ports[0]
             argv = autostart.serve_argv(args.state_dir, args.config)
             report = autostart.install(argv, systemctl, home, dry_run=args.dry_run,
                                        documentation=f"https://localhost:{port}/")

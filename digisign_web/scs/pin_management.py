@@ -144,11 +144,15 @@ class PinManagement:
             self.refuse_blocked(token, which, pin)
             return self._run(token, which, "change", lambda: token.change_pin(pin, old, new))
 
-    def unblock(self, token: Token, which: str, puk: str, new: str, again: str | None = None) -> list[PinCounter]:
-        """RESET RETRY COUNTER of PIN1 or PIN2 with the PUK and a new PIN, once. Returns the fresh counters."""
+    def check_unblocking_allowed(self) -> None:
+        """disablePinUnblocking=1 refuses every unblock (callers may ask before they prompt for the PUK)."""
         if self.settings.disable_pin_unblocking:
             raise PinOperationError("unblocking-disabled",
                                     "unblocking a PIN is turned off on this computer (disablePinUnblocking=1)")
+
+    def unblock(self, token: Token, which: str, puk: str, new: str, again: str | None = None) -> list[PinCounter]:
+        """RESET RETRY COUNTER of PIN1 or PIN2 with the PUK and a new PIN, once. Returns the fresh counters."""
+        self.check_unblocking_allowed()
         if which not in PIN_IDS:
             raise PinOperationError("no-pin", f"unknown PIN {which!r} (pin1 or pin2)")
         with self.lock:
