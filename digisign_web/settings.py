@@ -359,17 +359,24 @@ def default_search_path(config: Path | None, env: Mapping[str, str]) -> list[Pat
     return unique
 
 
-def _user_config(env: Mapping[str, str]) -> Path | None:
+def config_home(env: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME`` when absolute (the XDG spec says to ignore a relative value), else ``~/.config``;
+    None when there is no home directory at all. The user's settings and the login service live below it."""
     xdg = env.get("XDG_CONFIG_HOME", "")
-    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative value
-        return Path(xdg) / USER_CONFIG
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg)
     home = env.get("HOME")
     if home:
-        return Path(home) / ".config" / USER_CONFIG
+        return Path(home) / ".config"
     try:
-        return Path.home() / ".config" / USER_CONFIG
-    except RuntimeError:  # no home directory at all: there is no user file to read
+        return Path.home() / ".config"
+    except RuntimeError:
         return None
+
+
+def _user_config(env: Mapping[str, str]) -> Path | None:
+    home = config_home(env)
+    return home / USER_CONFIG if home is not None else None  # no home: there is no user file to read
 
 
 def _read(path: Path, *, explicit: bool, quiet_if_missing: bool, warnings: list[str]) -> str | None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from digisign_web import settings
+
 UNIT_NAME = "digisign-web.service"
 DESKTOP_NAME = "digisign-web.desktop"
 MARKER = "# Written by `digisign-web service install`; `digisign-web service uninstall` removes it."
@@ -46,10 +48,11 @@ class ServiceError(Exception):
 
 
 def config_home(environ: dict[str, str] | None = None) -> Path:
-    """``$XDG_CONFIG_HOME`` (absolute only, as the XDG spec says), else ``~/.config``."""
-    env = os.environ if environ is None else environ
-    value = env.get("XDG_CONFIG_HOME", "")
-    return Path(value) if os.path.isabs(value) else Path(os.path.expanduser("~")) / ".config"
+    """Where the unit or the autostart entry goes: the settings' rule (:func:`settings.config_home`)."""
+    home = settings.config_home(os.environ if environ is None else environ)
+    if home is None:
+        raise ServiceError("there is no home directory to install the service for")
+    return home
 
 
 def unit_path(home: Path) -> Path:
