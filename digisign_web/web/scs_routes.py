@@ -92,7 +92,6 @@ async def sign(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     try:
-        service = await request.app[CORE].service()
         origin = _origin(request, settings)
         if request.method == "GET":
             scs_request = parse_request(dict(request.query), from_query=True)
@@ -109,10 +108,10 @@ async def sign(request: web.Request) -> web.Response:
         what = (f"{scs_request.signature_type}/{scs_request.content_type}/{scs_request.hash_algorithm}, "
                 f"{len(scs_request.content)} bytes")
         log.debug("sign request from %s: %s", inert_line(origin) or "(no origin)", what)
+        service = await request.app[CORE].service()  # a refused or malformed request never waits for it
         result = await service.sign(scs_request, origin)
         del scs_request  # the answer carries what it needs: the document is released before it is written
         log.info("sign request from %s: %s: signed", inert_line(origin) or "(no origin)", what)
-        return await _signed(request, result)
     except ScsFailure as exc:
         log.info("sign request from %s: failed %d: %s", inert_line(origin) or "(no origin)", exc.code,
                  inert_line(exc.text, 1000))  # header text (the origin) inert in the log, see text.py
@@ -120,6 +119,9 @@ async def sign(request: web.Request) -> web.Response:
     except Exception:
         log.exception("internal error while signing")
         return _json(failure(settings.scs_version, 500, "internal error; see the server log"))
+    # Outside the try: once the answer has started, a client that goes away is not a signing error, and no
+    # second answer can follow the first.
+    return await _signed(request, result)
 
 
 async def preflight(request: web.Request) -> web.Response:

@@ -105,6 +105,8 @@ async def test_the_app_answers_while_the_service_loads(aiohttp_client, state_dir
     assert version["signatureAlgorithms"] == "" and version["hashAlgorithms"] == ""
     status = await (await client.get("/playground/status", headers=HOST)).json()
     assert status["readers"] == []
+    refused = await client.post("/sign", data="{}", headers={**HOST, "Origin": "http://evil.example"})
+    assert (await refused.json())["reasonCode"] == 403 and app[CORE].loaded is None  # refused without waiting
     body = json.dumps({"content": base64.b64encode(b"signed once loaded").decode()})
     signing = asyncio.create_task(client.post("/sign", data=body, headers={**HOST, "Origin": ORIGIN}))
     await asyncio.sleep(0.2)
