@@ -28,7 +28,7 @@ from aiohttp import web
 
 from digisign_web.scs.expiry import expiry
 from digisign_web.web.keys import CORE, SETTINGS
-from digisign_web.web.limits import BodyTooLarge, read_limited
+from digisign_web.web.limits import BodyTooLarge, connection_of, read_limited
 from digisign_web.web.middleware import own_origins, top_level_navigation
 from digisign_web.web.pages import page, page_headers, template
 
@@ -55,6 +55,7 @@ class CardPage:
 
     # -- the page ----------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:
+        _refuse_unchecked(request)
         if not top_level_navigation(request):
             raise web.HTTPForbidden(text="The My card page opens only as a page in a browser tab.", headers=HEADERS)
         cookie = request.cookies.get(COOKIE, "")
@@ -68,6 +69,7 @@ class CardPage:
     # -- the API -----------------------------------------------------------------------------------
     def _from_page(self, request: web.Request) -> None:
         """Our own page's script, and nobody else: same origin, its cookie and the token bound to it."""
+        _refuse_unchecked(request)
         origin = request.headers.get("Origin")
         cookie = request.cookies.get(COOKIE, "")
         token = request.headers.get("X-CSRF-Token", "")
@@ -179,6 +181,15 @@ class CardPage:
                     entry["problem"] = str(exc)
                 out.append(entry)
         return out
+
+
+def _refuse_unchecked(request: web.Request) -> None:
+    """The page spends PIN and PUK tries: only this computer's user, never a peer ``--listen`` admitted
+    without knowing who it is (another host or container, D40) and whose headers prove nothing."""
+    connection = connection_of(request)
+    if connection is not None and connection.unchecked:
+        log.warning("refused the My card page to %s: not a connection of this computer's user", connection.peer)
+        raise web.HTTPForbidden(text="The My card page is only for this computer's user.", headers=HEADERS)
 
 
 def _certificate(cert: Any, warning_days: int) -> dict[str, Any]:

@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None  # what aiohttp writes to (TLS or raw)
         self.handler: asyncio.Protocol | None = None
         self.peer = ""
+        self.unchecked = False  # a peer this kernel does not know, admitted under --listen (D40): user unknown
         self.request: web.BaseRequest | None = None  # the request being answered, once its head is in
         self.phase_start = self.last_data = self.loop.time()
         self.early = bytearray()
@@ -220,8 +221,11 @@ class ConnectionLimits:
         assert conn.raw is not None
         peername, sockname = conn.raw.get_extra_info("peername"), conn.raw.get_extra_info("sockname")
         conn.peer = str(peername[0]) if isinstance(peername, tuple) else "?"
-        if self.check_peer and not self._same_user(peername, sockname):
-            return False
+        if self.check_peer:
+            same = self._same_user(peername, sockname)
+            if same is False:
+                return False
+            conn.unchecked = same is None
         self.connections[conn] = None
         self.per_peer[conn.peer] += 1
         if self.per_peer[conn.peer] > self.max_per_peer and not self._evict(conn, conn.peer):
@@ -237,7 +241,9 @@ class ConnectionLimits:
             self._sweeper = conn.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return True
 
-    def _same_user(self, peername: Any, sockname: Any) -> bool:
+    def _same_user(self, peername: Any, sockname: Any) -> bool | None:
+        """True: this uid. False: refused (another user, or no way to tell). None: a peer this kernel holds no
+        socket for, which only :meth:`_admits_unknown` lets in, unchecked."""
         if not (isinstance(peername, tuple) and isinstance(sockname, tuple)):
             return False
         try:
@@ -247,8 +253,15 @@ class ConnectionLimits:
             return False
         if uid == self._uid:
             return True
+        if uid is None and self._admits_unknown(peername):
+            log.debug("admitted %s: not a socket of this system (--listen)", peername[0])
+            return None
         log.warning("refused a connection from another local user (uid %s): only uid %d may use this server",
                     "unknown" if uid is None else uid, self._uid)
+        return False
+
+    def _admits_unknown(self, peername: tuple[Any, ...]) -> bool:
+        """Whether a peer with no socket in this kernel may come in unchecked: never, but under --listen."""
         return False
 
     def _evict(self, newcomer: _Connection, peer_key: str | None) -> bool:

@@ -27,7 +27,6 @@ from digisign_web.dialog.protocol import Dialog
 from digisign_web.dialog.terminal import TerminalDialog
 from digisign_web.settings import Settings, card_policy, load_settings
 from digisign_web.tls.files import ensure_tls, server_context
-from digisign_web.web import peer
 from digisign_web.web.app import build_app
 from digisign_web.web.dialog import WebDialog
 from digisign_web.web.keys import CORE
@@ -176,19 +175,11 @@ class ListenLimits(ConnectionLimits):
     """The connection limits under ``--listen`` (D40). A client whose socket this kernel holds (a process
     on this computer or in this container, whatever address it connects from) is checked as always: only
     this uid. A client the kernel does not know (another host, container or network namespace) cannot be
-    checked; it is admitted, because the explicit ``--listen`` is the consent to serve it."""
+    checked; it is admitted, because the explicit ``--listen`` is the consent to serve it, but marked
+    (``unchecked``), so that what only this computer's user may do (the "My card" page) stays refused."""
 
-    def _same_user(self, peername: Any, sockname: Any) -> bool:
-        if isinstance(peername, tuple) and isinstance(sockname, tuple) \
-                and not ipaddress.ip_address(str(peername[0]).split("%", 1)[0]).is_loopback:
-            try:
-                uid = peer.peer_uid((str(peername[0]), int(peername[1])), (str(sockname[0]), int(sockname[1])))
-            except peer.LookupUnavailable:
-                uid = -1  # the base class refuses it and says why
-            if uid is None:
-                log.debug("admitted %s: not a socket of this system (--listen)", peername[0])
-                return True
-        return super()._same_user(peername, sockname)
+    def _admits_unknown(self, peername: tuple[Any, ...]) -> bool:
+        return not ipaddress.ip_address(str(peername[0]).split("%", 1)[0]).is_loopback
 
 
 async def _run(options: ServeOptions) -> int:

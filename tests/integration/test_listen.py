@@ -66,15 +66,15 @@ def other_namespace() -> Iterator[Namespace]:
 
 
 def curl(ns: Namespace | None, server: RunningServer, address: str, host: str | None = None,
-         user: int | None = None) -> subprocess.CompletedProcess[str]:
-    """GET /version at ``address`` as https://localhost:PORT (so SNI, certificate and Host are the ones a
+         user: int | None = None, path: str = "/version") -> subprocess.CompletedProcess[str]:
+    """GET ``path`` (/version) at ``address`` as https://localhost:PORT (so SNI, certificate and Host are the ones a
     browser on a published port sends), from the other namespace or (``ns`` None) from here, optionally as
     another uid; ``host`` replaces the Host header."""
     command = ["curl", "-sS", "--max-time", "5", "--cacert", str(server.ca), "--resolve",
                f"localhost:{server.port}:{address}", "-w", "\n%{http_code}"]
     if host is not None:
         command += ["-H", f"Host: {host}"]
-    command.append(f"https://localhost:{server.port}/version")
+    command.append(f"https://localhost:{server.port}{path}")
     if user is not None:
         command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
     if ns is not None:
@@ -111,7 +111,15 @@ def test_listen_serves_another_namespace_with_the_host_check_kept(other_namespac
         other_user = curl(None, server, ns.host_address, user=65534)
         assert other_user.returncode != 0 and '"version"' not in other_user.stdout, other_user
 
+        # The My card page spends PIN tries: a peer admitted without a known user never gets it (D40, D48);
+        # this computer's user does, through the same address.
+        remote = curl(ns, server, ns.host_address, path="/card")
+        assert remote.stdout.rpartition("\n")[2] == "403", remote.stdout
+        local = curl(None, server, ns.host_address, path="/card")
+        assert local.stdout.rpartition("\n")[2] == "200", local.stdout
+
         log = server.log()
+        assert "refused the My card page to " + ns.other_address in log, log
         assert "WARNING" in log and "reachable from other hosts" in log, log
         assert "refused a connection from another local user (uid 65534)" in log, log
         # Only the --listen address: loopback does not answer.
