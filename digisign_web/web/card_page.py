@@ -134,9 +134,10 @@ class CardPage:
         pins = await self._pins(request)
 
         def run(first: str, new_pin: str, new_again: str) -> dict[str, Any]:
-            token = self._token(request, reader)
-            operation = pins.unblock if action == "unblock" else pins.change
-            counters = operation(token, which, first, new_pin, new_again)
+            with pins.lock:  # finding the token may read the card: under the card lock, like the operation
+                token = self._token(pins, reader)
+                operation = pins.unblock if action == "unblock" else pins.change
+                counters = operation(token, which, first, new_pin, new_again)
             return {"ok": True, "pins": [c.as_json() for c in counters]}
 
         try:
@@ -147,13 +148,12 @@ class CardPage:
 
     # -- card work (worker thread) -----------------------------------------------------------------
     @staticmethod
-    def _token(request: web.Request, reader: str) -> Token:
+    def _token(pins: PinManagement, reader: str) -> Token:
         from card import CardError
         from digisign_web.scs.pin_management import PinOperationError
 
-        manager = request.app[CORE].build().manager  # built: _pins waited for it
         try:
-            for token in manager.tokens():
+            for token in pins.state.manager.tokens():
                 if token.reader == reader:
                     return token
         except CardError as exc:
@@ -165,10 +165,10 @@ class CardPage:
         from card import CardError
         from digisign_web.scs.pin_management import PinOperationError
 
-        manager, settings = request.app[CORE].build().manager, request.app[SETTINGS]  # built: _pins waited
+        settings = request.app[SETTINGS]
         out = []
         with pins.lock:
-            for token in manager.tokens():
+            for token in pins.state.manager.tokens():
                 entry: dict[str, Any] = {"reader": token.reader}
                 try:
                     entry["serial"], entry["label"] = token.serial, token.label
