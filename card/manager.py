@@ -140,6 +140,7 @@ class CardManager:
             token = self._tokens.get(reader)
             if token is not None and not token.removed:
                 return token
+            self._drop(reader)  # a token that went stale (removed, or its cache disproved): close its connection
             transport = self.source.connect(reader)
             try:
                 token = Token.open(

@@ -533,8 +533,9 @@ class Token:
 
     @property
     def loaded(self) -> bool:
-        """Whether the certificates (and so keys and PINs) are read: listing them needs no card I/O."""
-        return self._certs is not None
+        """Whether the certificates (and so keys and PINs) and the token info are read: listing them, and the
+        serial, label and manufacturer callers look at beside them, need no card I/O."""
+        return self._certs is not None and self._token_info is not None
 
     def certificates(self) -> list[Certificate]:
         """Every certificate on the card: keyed leaves first (authentication, signature), then CAs."""

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from card import (
+    CardManager,
     CardRemovedError,
     InvalidPinFormatError,
     PinBlockedError,
@@ -21,7 +22,7 @@ from card import (
 from card.crypto import ecdsa_der_to_raw, ecdsa_raw_to_der
 from card.pkcs15 import FID_OD
 from card.profiles import GENERIC
-from card.virtual import VirtualCard
+from card.virtual import VirtualCard, VirtualReader
 from card.virtual.source import InProcessTransport
 from digisign_web.wildcards import matcher
 from tests.support.cards import PIN1, PIN2, PUK, by_role, verify
@@ -268,3 +269,32 @@ def test_generic_card_found_through_ef_dir(state_dir) -> None:
     del card.mf.children[bytes.fromhex("2F00")]
     with pytest.raises(UnsupportedCardError, match="no PKCS#15 application"):
         Token.open(InProcessTransport(card))
+
+
+def test_loaded_means_no_card_io_for_what_callers_read_beside_the_certificates(vcard: VirtualCard) -> None:
+    """cached_tokens() trusts `loaded` to mean "answer from memory": the serial, label and manufacturer the
+    service and the manager look at must not send an APDU then (they did when only the certificates were in)."""
+    token = Token.open(InProcessTransport(vcard))
+    assert token.certificates()
+    assert not token.loaded  # EF.TokenInfo is not read yet: the serial would cost APDUs
+    token.token_info  # noqa: B018 (what the worker-thread path reads for a token not loaded yet)
+    assert token.loaded
+    before = vcard.stats.apdus
+    assert token.serial and token.label and token.token_info.manufacturer and token.certificates()
+    assert vcard.stats.apdus == before
+
+
+def test_a_stale_token_is_closed_when_the_manager_opens_the_card_again(vcard: VirtualCard) -> None:
+    """A token marked removed (a card pulled and pushed back, or a cache its first signature disproved) is
+    replaced on next use, and its connection is closed, not leaked."""
+    manager = CardManager(source=VirtualReader(vcard))
+    manager.start()
+    try:
+        reader = next(iter(manager.readers()))
+        first = manager.token(reader)
+        closed: list[bool] = []
+        first.transport.close = lambda: closed.append(True)  # type: ignore[method-assign]
+        first.removed = True
+        assert manager.token(reader) is not first and closed == [True]
+    finally:
+        manager.stop()
