@@ -127,6 +127,14 @@ class Certificate:
         return self.certificate.curve
 
 
+_ROLE_ORDER = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
+
+
+def sorted_by_role(certs: list[Certificate]) -> list[Certificate]:
+    """A token's certificates in the order every list shows them: authentication, signature, other, CAs."""
+    return sorted(certs, key=lambda c: _ROLE_ORDER[c.role])
+
+
 class CardToken(Protocol):
     """What the server and the CLI use of a token, whichever way it is reached: :class:`Token` (our APDUs over
     PC/SC or in-process) or :class:`card.pkcs11.Pkcs11Token` (a PKCS#11 module; D60)."""
@@ -552,8 +560,7 @@ class Token:
             log.warning("this %s card carries no CA certificate: signatures will carry the leaf "
                         "certificate alone (relying parties that check the chain need its CAs)",
                         self.profile.name)
-        order = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
-        return sorted(certs, key=lambda c: order[c.role])
+        return sorted_by_role(certs)
 
     def _known_certificates(self) -> list[Certificate]:
         """The profile's key slots and CA files, for a card without readable PKCS#15 objects."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 
 from card.errors import NoCardError
@@ -158,14 +157,6 @@ class Pkcs11Source:
 
     def wait_settled(self, timeout: float) -> bool:
         return self._settled.wait(timeout)
-
-    def wait_for(self, predicate: Callable[[dict[str, bytes | None]], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.state()):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     def problems(self) -> dict[str, str]:
         """Module path -> why it is not used (cannot load, initialise or list its slots)."""

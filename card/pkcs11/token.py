@@ -34,7 +34,7 @@ from card.errors import (
 from card.pkcs11 import cryptoki as ck
 from card.pkcs11.module import Module
 from card.profiles import CardProfile
-from card.token import PIN_ON_READER, Certificate, PinStatus
+from card.token import PIN_ON_READER, Certificate, PinStatus, sorted_by_role
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,6 @@ class Pkcs11Token:
         self.removed = False
         self._session: Any = None
         self._certs: list[Certificate] | None = None
-        self._keys: dict[bytes, int] = {}  # CKA_ID -> private key handle (visible ones)
         self._chains: dict[bytes, list[CardCertificate]] = {}
 
     # -- what a card token shows ----------------------------------------------------------------
@@ -110,7 +109,6 @@ class Pkcs11Token:
     def invalidate(self) -> None:
         self.removed = True
         self._certs = None
-        self._keys.clear()
         self._chains.clear()
         session, self._session = self._session, None
         if session is not None:
@@ -216,8 +214,7 @@ class Pkcs11Token:
                                      cert.key_algorithm, cert.key_size, 1 if always else 0)
                 pin = context_pin if always else user_pin
             certs.append(Certificate(cert, label, cka_id, key, pin, authority or (key is None and cert.is_ca)))
-        order = {"authentication": 0, "signature": 1, "other": 2, "ca": 3}
-        return sorted(certs, key=lambda c: order[c.role])
+        return sorted_by_role(certs)
 
     def _private_keys(self, session: Any) -> dict[bytes, tuple[int, bool]]:
         """CKA_ID -> (handle, CKA_ALWAYS_AUTHENTICATE) of the private keys visible now (some modules show
@@ -227,7 +224,6 @@ class Pkcs11Token:
         out = {}
         for obj in session.get_objects({Attribute.CLASS: _CKO_PRIVATE_KEY}):
             out[_id(obj)] = (obj.handle, bool(_attr(obj, Attribute.ALWAYS_AUTHENTICATE, False)))
-        self._keys = {k: v[0] for k, v in out.items()}
         return out
 
     def _pins(self) -> tuple[pkcs15.PinInfo, pkcs15.PinInfo]:
