@@ -26,11 +26,15 @@ class PinSessions:
         owner = self._owner.get(token.reader)
         return owner is not None and owner[0] is token and owner[1] == origin
 
+    def may_reuse(self, token: Token, cert: Certificate, origin: str | None) -> bool:
+        """Whether ``cert``'s PIN could be used without asking, from memory: PIN1 only, for the origin it was
+        verified for. Whether the card still holds it is :meth:`reusable`'s question, an APDU."""
+        return cert.role == "authentication" and cert.pin is not None and self.owned_by(token, origin)
+
     def reusable(self, token: Token, cert: Certificate, origin: str | None) -> bool:
-        """Whether ``cert``'s PIN may be used without asking: PIN1 only, for the origin it was verified for,
-        while the card still holds it (the settings that forbid any reuse are the caller's to check first)."""
-        return (cert.role == "authentication" and cert.pin is not None and self.owned_by(token, origin)
-                and token.pin_verified(cert.pin))
+        """Whether ``cert``'s PIN may be used without asking: :meth:`may_reuse`, while the card still holds it
+        (the settings that forbid any reuse are the caller's to check first)."""
+        return self.may_reuse(token, cert, origin) and token.pin_verified(cert.pin)
 
     def take(self, token: Token, origin: str | None, *, log_out: bool = False) -> None:
         """Before an operation for ``origin``: unless the card's PINs are already this origin's (and ``log_out``

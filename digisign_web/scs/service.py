@@ -138,11 +138,16 @@ class SigningService:
                     out.append(_Candidate(token, cert, expiry(x509.not_before, x509.not_after, warning_days, now)))
         return out
 
-    def _reuses_pin(self, token: Token, cert: Certificate, origin: str | None) -> bool:
+    def _reuses_pin(self, token: Token, cert: Certificate, origin: str | None, may_read: bool) -> bool:
         """PIN1 is reused only as :meth:`PinSessions.reusable` allows, and only when neither
-        scsRequestsPinAlways nor dropAuthentication is on."""
-        return (not self.settings.pin_always and not self.settings.drop_authentication
-                and self.pins.reusable(token, cert, origin))
+        scsRequestsPinAlways nor dropAuthentication is on. Asking the card whether it still holds PIN1 is an
+        APDU: from memory (``may_read`` off, on the event loop) that raises :class:`_NeedsCard` instead."""
+        if self.settings.pin_always or self.settings.drop_authentication \
+                or not self.pins.may_reuse(token, cert, origin):
+            return False
+        if not may_read:
+            raise _NeedsCard
+        return self.pins.reusable(token, cert, origin)
 
     def _pin_counters(self, token: Token, cert: Certificate, may_read: bool) -> tuple[int | None, bool]:
         """A PIN's counters for the dialog: what is already known (read at insertion, kept current from each
@@ -165,7 +170,7 @@ class SigningService:
         for c in candidates:
             cert, token = c.cert, c.token
             tries_left, blocked = self._pin_counters(token, cert, may_read)
-            needs_pin = not self._reuses_pin(token, cert, origin)
+            needs_pin = not self._reuses_pin(token, cert, origin, may_read)
             choices.append(Choice(
                 label=cert.label, subject=cert.subject, issuer=cert.issuer, role=cert.role,
                 key=cert.key_description,

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import concurrent.futures
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,26 @@ async def test_pin1_is_verified_again_whenever_the_origin_changes(make_service) 
     # A types PIN1 once and keeps it; B must type it again, and so must A after B, and A's other port.
     assert verifies == [1, 0, 1, 0, 1, 1]
     assert s.user.asked == [True, False, True, False, True, True]
+
+
+async def test_whether_the_card_still_holds_pin1_is_asked_off_the_event_loop(make_service) -> None:
+    """Reusing PIN1 for its origin needs one empty VERIFY ("still verified?"). From the warm path on the event
+    loop that APDU went out there, without the card lock; it is asked in the worker-thread hop now."""
+    s = make_service()
+    assert (await s.sign(SITE_A))[0]["status"] == "ok"
+    loop_thread = threading.get_ident()
+    probes: list[bool] = []
+    process = s.card.process
+
+    def recording(raw: bytes) -> bytes:
+        if raw[1:2] == b"\x20" and len(raw) <= 5:  # the empty VERIFY
+            probes.append(threading.get_ident() == loop_thread)
+        return process(raw)
+
+    s.card.process = recording  # type: ignore[method-assign]
+    answer, count = await s.sign(SITE_A)
+    assert answer["status"] == "ok" and count == 0 and s.user.asked == [True, False]  # PIN1 reused
+    assert probes and not any(probes)
 
 
 async def test_one_click_from_another_origin_gets_no_signature(make_service) -> None:
