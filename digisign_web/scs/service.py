@@ -43,6 +43,7 @@ from digisign_web.signing import formats
 log = logging.getLogger(__name__)
 
 _Answer = TypeVar("_Answer", DialogAnswer, DialogAnswer | None)
+_T = TypeVar("_T")
 
 
 HASH_IN_THREAD = 1 << 20  # bytes of content from which hashing leaves the event loop
@@ -266,11 +267,8 @@ class SigningService:
 
     @staticmethod
     async def _hashed(sign_request: formats.SignRequest) -> formats.SignRequest:
-        """The request with its content hashed, once (the dialog shows the digest, the format reuses it). A
-        large document is hashed in a worker thread (hashlib releases the GIL), so the loop keeps serving."""
-        if len(sign_request.content) < HASH_IN_THREAD:
-            return sign_request.hashed()
-        return await asyncio.to_thread(sign_request.hashed)
+        """The request with its content hashed, once (the dialog shows the digest, the format reuses it)."""
+        return await _document_work(len(sign_request.content), sign_request.hashed)
 
     async def _ask(self, question: Awaitable[_Answer]) -> _Answer:
         """The dialog's answer within dialogTimeout, awaited in the request's own task (no task per question:
@@ -348,15 +346,18 @@ class SigningService:
 
     async def _do_sign(self, request: ScsRequest, sign_request: formats.SignRequest, chosen: _Candidate,
                        answer: DialogAnswer, origin: str | None, needs_pin: bool = True) -> dict[str, Any]:
-        """The format is prepared and finished on the event loop; the card sees one worker-thread hop with
-        exactly the PIN check and the signature (VERIFY, MSE, PSO:HASH, PSO:CDS when warm).
+        """The format is prepared and finished on the event loop (a large document's in a worker thread); the
+        card sees one worker-thread hop with exactly the PIN check and the signature (VERIFY, MSE, PSO:HASH,
+        PSO:CDS when warm).
 
         A PIN entered on the reader (D62) is asked by logging the token out first, so its login must ask; a
         key that logs in for every signature (user consent) asks anyway."""
         token, cert = chosen.token, chosen.cert
         chain = token.chain(cert)
+        size = len(sign_request.content)
         try:
-            pending = formats.prepare(request.signature_type, sign_request, chain, cert.key_algorithm)
+            pending = await _document_work(size, formats.prepare, request.signature_type, sign_request, chain,
+                                           cert.key_algorithm)
         except formats.FormatError as exc:
             raise scs_failure_for(exc) from None
         pin_always, drop = self.settings.pin_always, self.settings.drop_authentication
@@ -376,7 +377,7 @@ class SigningService:
             raw = await self._card(on_card, token=token)
         except CardError as exc:
             raise scs_failure_for(exc) from None
-        output = pending.finish(raw)
+        output = await _document_work(size, pending.finish, raw)
         return {
             "version": self.version,
             "signatureAlgorithm": output.signature_algorithm,
@@ -387,6 +388,15 @@ class SigningService:
             "reasonCode": 200,
             "reasonText": "Signature generated",
         }
+
+
+async def _document_work(size: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """Work over the whole document (hashing, the CMS and XMLDSig formats): on the event loop for a small one,
+    in a worker thread from HASH_IN_THREAD bytes, so the loop keeps serving (canonicalising 20 MB of XML takes
+    seconds; hashlib releases the GIL)."""
+    if size < HASH_IN_THREAD:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def build_service(settings: Settings, dialog: Dialog, source: ReaderSource | None = None, *,

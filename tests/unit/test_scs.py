@@ -334,6 +334,33 @@ async def test_pin_always_counted_at_the_card(make_server, pin_always: bool, ver
 # --- concurrency, spam, busy ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("size", "on_loop"), [(1024, True), (2 << 20, False)])
+async def test_a_large_documents_format_work_leaves_the_event_loop(make_server, monkeypatch, size: int,
+                                                                  on_loop: bool) -> None:
+    """XMLDSig canonicalises the whole document (seconds for tens of MB): from HASH_IN_THREAD bytes the format's
+    prepare and finish run in a worker thread, as hashing does; a small document's stay on the loop."""
+    from digisign_web.signing import formats
+
+    server = await make_server()
+    threads: list[bool] = []
+    prepare = formats.prepare
+
+    def recording(*args, **kwargs):
+        threads.append(threading.get_ident() == loop_thread)
+        pending = prepare(*args, **kwargs)
+        finish = pending.finish
+        object.__setattr__(pending, "finish", lambda raw: threads.append(threading.get_ident() == loop_thread)
+                           or finish(raw))
+        return pending
+
+    loop_thread = threading.get_ident()
+    monkeypatch.setattr(formats, "prepare", recording)
+    content = b"<doc>" + b"x" * size + b"</doc>"
+    answer = await server.sign({"content": b64(content), "signatureType": "xml"})
+    assert answer["status"] == "ok", answer
+    assert threads == [on_loop, on_loop]
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.001])
 async def test_in_process_card_signs_on_the_loop_and_a_slow_one_in_a_worker(make_server, delay: float) -> None:
     """D66: the in-process virtual card's APDUs are function calls, so the signature skips the thread hop; a
