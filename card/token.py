@@ -634,7 +634,7 @@ class Token:
 
     def encode_pin(self, pin: pkcs15.PinInfo, value: str) -> bytes:
         """The PIN block the card expects; refuses bad PINs before they can spend a try."""
-        if pin.pin_type in ("ascii-numeric", "bcd", "half-nibble-bcd") and not value.isdigit():
+        if pin.numeric and not value.isdigit():
             raise InvalidPinFormatError(f"{pin.label}: the PIN must be digits only")
         if not value.isascii() or not value.isprintable():
             raise InvalidPinFormatError(f"{pin.label}: the PIN has characters the card cannot take")

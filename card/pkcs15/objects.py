@@ -22,6 +22,9 @@ class TokenInfoData:
     flags: frozenset[str] = frozenset()
 
 
+NUMERIC_PIN_TYPES = frozenset({"ascii-numeric", "bcd", "half-nibble-bcd"})
+
+
 @dataclass(frozen=True)
 class PinInfo:
     label: str
@@ -37,6 +40,11 @@ class PinInfo:
     @property
     def is_puk(self) -> bool:
         return "unblocking_pin" in self.flags
+
+    @property
+    def numeric(self) -> bool:
+        """Digits only: the PKCS#15 PIN types that encode digits (the card refuses anything else)."""
+        return self.pin_type in NUMERIC_PIN_TYPES
 
     @property
     def needs_padding(self) -> bool:

@@ -29,7 +29,6 @@ from typing import Any
 from card.pkcs15 import PinInfo
 from digisign_web.settings import Settings
 
-NUMERIC_TYPES = frozenset({"ascii-numeric", "bcd", "half-nibble-bcd"})
 DIGITS = frozenset("0123456789")
 LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -85,7 +84,7 @@ class BrokenRule:
 
 def card_format(pin: PinInfo) -> PinPolicy:
     """The card's own rules for ``pin``: its length range and, for a numeric PIN type, digits only."""
-    return PinPolicy(pin.min_length, pin.max_length, pin.pin_type in NUMERIC_TYPES)
+    return PinPolicy(pin.min_length, pin.max_length, pin.numeric)
 
 
 def new_pin_policy(pin: PinInfo, settings: Settings | None = None) -> PinPolicy:
@@ -95,7 +94,7 @@ def new_pin_policy(pin: PinInfo, settings: Settings | None = None) -> PinPolicy:
     if settings.pin_ignore_pin_type_check:
         digits = False
     else:
-        digits = pin.pin_type in NUMERIC_TYPES or settings.pin_numeric_values_only
+        digits = pin.numeric or settings.pin_numeric_values_only
     return PinPolicy(minimum, pin.max_length, digits, settings.pin_complexity_check)
 
 

@@ -182,7 +182,7 @@ class SigningService:
                 needs_pin=needs_pin, reader=token.reader, virtual=token.token_info.manufacturer == VIRTUAL_MANUFACTURER,
                 key_usage=tuple(cert.key_usage),
                 pin_min=cert.pin.min_length if cert.pin else 4, pin_max=cert.pin.max_length if cert.pin else 12,
-                pin_digits=(cert.pin.pin_type if cert.pin else "ascii-numeric") in ("ascii-numeric", "bcd"),
+                pin_digits=cert.pin.numeric if cert.pin else True,
                 pin_on_reader=pin_on_reader(cert.pin),
             ))
         return choices

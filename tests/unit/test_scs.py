@@ -595,3 +595,25 @@ async def test_a_warm_signature_costs_exactly_the_pin_check_and_the_signature(ma
             assert commands.pop("PSO") == 2
         assert commands == {}, commands
         assert responses <= 1
+
+
+@pytest.mark.parametrize(("pin_type", "digits"), [("ascii-numeric", True), ("bcd", True),
+                                                  ("half-nibble-bcd", True), ("utf8", False)])
+async def test_the_dialog_asks_for_digits_exactly_when_the_card_takes_only_digits(make_server, pin_type: str,
+                                                                                 digits: bool) -> None:
+    """One rule (PinInfo.numeric) for the dialog, the PIN rules and the card layer: the dialog used its own
+    list, which left out half-nibble BCD, so it let letters through that the card layer then refused."""
+    import dataclasses
+
+    from digisign_web.scs.expiry import expiry
+    from digisign_web.scs.service import _Candidate
+
+    server = await make_server()
+    service = server.service
+    token = server.manager.tokens()[0]
+    cert = next(c for c in token.certificates() if c.role == "signature")
+    cert = dataclasses.replace(cert, pin=dataclasses.replace(cert.pin, pin_type=pin_type))
+    now = cert.certificate.not_before
+    candidate = _Candidate(token, cert, expiry(cert.certificate.not_before, cert.certificate.not_after, 0, now))
+    (choice,) = service._choices([candidate], ORIGIN, may_read=True)
+    assert choice.pin_digits is digits
