@@ -34,7 +34,6 @@ class CardSummary:
     profile: str = ""
     serial: str = ""
     label: str = ""
-    key_algorithms: list[str] = field(default_factory=list)
     certificates: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
     # (notBefore, notAfter) of each entry of ``certificates``, and (algorithm, notBefore, notAfter) of each key
@@ -104,8 +103,6 @@ class CardState:
                     if cert.key is not None:
                         algo = "ECDSA" if cert.key_algorithm == "EC" else "RSA"
                         summary.keys.append((algo, x509.not_before, x509.not_after))
-                        if algo not in summary.key_algorithms:
-                            summary.key_algorithms.append(algo)
                         self._warn_expiry(reader, cert.role, x509.subject.get("2.5.4.3") or cert.subject, state)
                     if cert.pin is not None:
                         status = token.pin_status(cert.pin)

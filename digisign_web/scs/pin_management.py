@@ -106,10 +106,10 @@ def card_pins(token: Token) -> CardPins:
 class PinManagement:
     """Status, change and unblock of one token's PINs; blocking calls (run them on a worker thread)."""
 
-    def __init__(self, settings: Settings | None = None, *, card_lock: threading.RLock | None = None,
+    def __init__(self, settings: Settings | None = None, *,
                  state: CardState | None = None, sessions: PinSessions | None = None):
         self.settings = settings or Settings()
-        self.lock = card_lock or (state.card_lock if state is not None else threading.RLock())
+        self.lock = state.card_lock if state is not None else threading.RLock()
         self.state = state
         self.sessions = sessions
 

@@ -78,11 +78,9 @@ class Pending:
         return self._finish(raw_signature)
 
 
-def java_algorithm_name(signer: DigestSigner | str, hash_algorithm: str, plain: bool = False,
-                        pss: bool = False) -> str:
-    """``SHA256withRSA``, ``SHA384withECDSA``, ``SHA256withPLAIN-ECDSA``, ``SHA256withRSAandMGF1`` (PSS);
-    ``signer`` is a signer or its key algorithm (``RSA``/``EC``)."""
-    algorithm = signer if isinstance(signer, str) else key_algorithm(signer)
+def java_algorithm_name(algorithm: str, hash_algorithm: str, plain: bool = False, pss: bool = False) -> str:
+    """``SHA256withRSA``, ``SHA384withECDSA``, ``SHA256withPLAIN-ECDSA``, ``SHA256withRSAandMGF1`` (PSS), for a
+    key algorithm (``RSA``/``EC``)."""
     if algorithm == "RSA":
         return f"{hash_algorithm}withRSA{'andMGF1' if pss else ''}"
     return f"{hash_algorithm}with{'PLAIN-' if plain else ''}ECDSA"

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from digisign_web.tls.files import TlsFiles, server_context, write_stamp  # noqa: F401 (server_context: here too)
+from digisign_web.tls.files import TlsFiles, tls_files, write_stamp
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def ensure_tls(state_dir: Path) -> TlsFiles:
     tls = Path(state_dir) / "tls"
     tls.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(tls, 0o700)
-    files = TlsFiles(tls / "ca.pem", tls / "localhost.pem", tls / "localhost.key")
+    files = tls_files(state_dir)
     ca_key_path = tls / "ca.key"
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     loaded = _load_ca(files.ca_cert, ca_key_path)

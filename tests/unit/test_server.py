@@ -25,7 +25,8 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from digisign_web.tls.ca import ensure_tls, server_context
+from digisign_web.tls.ca import ensure_tls
+from digisign_web.tls.files import server_context
 from digisign_web.web.limits import FD_RESERVE, MAX_CONNECTIONS, ConnectionLimits, RepeatLimit
 from digisign_web.web.serve import bind
 from tests.support.cli import cli_env
