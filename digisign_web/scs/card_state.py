@@ -110,7 +110,7 @@ class CardState:
                     summary.certificates.append(entry)
         except CardError as exc:
             summary.problem = str(exc)
-            log.warning("%s: %s", reader, exc)
+            log.warning("%s: %s", inert_line(reader), inert_line(str(exc), limit=1000))
         if self.manager.pkcs11 is not None:  # which reader shows a card another one shows too (D63)
             with self.card_lock:
                 self.manager.tokens()
@@ -127,7 +127,7 @@ class CardState:
             return
         window = f"; certExpirationWarningDays={self.warning_days}" if state.validity is Validity.EXPIRING else ""
         usable = "" if state.validity.usable else "; it will not be offered for signing"
-        log.warning("%s: the %s certificate of %s %s%s%s", reader, role, inert_line(name, limit=200),
+        log.warning("%s: the %s certificate of %s %s%s%s", inert_line(reader), role, inert_line(name, limit=200),
                     state.text(), window, usable)
 
     def summaries(self) -> list[CardSummary]:

@@ -33,6 +33,7 @@ from digisign_web.scs.card_state import CardState
 from digisign_web.scs.pin_rules import BrokenRule, PinPolicy, card_format, check, new_pin_policy
 from digisign_web.scs.pin_sessions import PinSessions
 from digisign_web.settings import Settings
+from digisign_web.text import inert_line
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class PinManagement:
         try:
             operation()
             log.info("%s %s on the card in %s", NAMES[which], "changed" if action == "change" else "unblocked",
-                     token.reader)
+                     inert_line(token.reader))
         except CardError as exc:
             error = _mapped(exc, action, which)
         finally:

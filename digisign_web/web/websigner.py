@@ -152,7 +152,8 @@ class WebSigner:
         if not top_level_navigation(request):
             # An <img>, a no-cors fetch, a script or a frame: nobody would see the dialog, so nothing starts.
             log.info("WebSigner request refused: not a top-level navigation (Sec-Fetch-Mode %s, Sec-Fetch-Dest %s)",
-                     request.headers.get("Sec-Fetch-Mode"), request.headers.get("Sec-Fetch-Dest"))
+                     inert_line(request.headers.get("Sec-Fetch-Mode", "")),
+                     inert_line(request.headers.get("Sec-Fetch-Dest", "")))
             return _page(403, "Request refused", "WebSigner starts only from a form or link that opens a page "
                                                  "in a browser tab, not from an image, a script, a frame or fetch().")
         try:
@@ -160,7 +161,7 @@ class WebSigner:
             form = await self._form(request)
             return_url = check_return_url(form.get("returnUrl"), origin)
         except WebSignerRefusal as exc:
-            log.info("WebSigner request refused: %s", exc)
+            log.info("WebSigner request refused: %s", inert_line(str(exc), limit=1000))
             return _page(403, "Request refused", str(exc))
         state = form.get("state") if isinstance(form.get("state"), str) else None
         mode = form.get("responseMode") or "form_post"

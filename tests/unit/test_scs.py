@@ -617,3 +617,22 @@ async def test_the_dialog_asks_for_digits_exactly_when_the_card_takes_only_digit
     candidate = _Candidate(token, cert, expiry(cert.certificate.not_before, cert.certificate.not_after, 0, now))
     (choice,) = service._choices([candidate], ORIGIN, may_read=True)
     assert choice.pin_digits is digits
+
+
+def test_a_hostile_reader_name_is_inert_in_the_card_state_log(state_dir: Path, caplog) -> None:
+    """A reader name is outside data (a PKCS#11 "reader" carries the token's own label): in the log it is inert."""
+    import logging
+
+    from card import CardManager
+    from card.virtual import VirtualCard, VirtualReader
+    from digisign_web.scs.card_state import CardState
+
+    hostile = "Reader\x1b[2J\u202eevil"
+    card = VirtualCard("fineid-v4", state_dir)
+    reader = VirtualReader(card, name=hostile)
+    state = CardState(CardManager(source=reader))
+    card.remove()  # the card left before it could be read: the refresh logs why
+    caplog.set_level(logging.WARNING, logger="digisign_web.scs.card_state")
+    state.refresh(hostile)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert text and "Reader" in text and "\x1b" not in text and "\u202e" not in text
