@@ -130,6 +130,17 @@ _CERT_DAYS_HELP = ("for tests: the virtual card's certificates valid for these d
                    "$DIGISIGN_WEB_VIRTUAL_CERT_DAYS")
 
 
+def _add_card_options(parser: argparse.ArgumentParser, *, pkcs11: bool = True) -> None:
+    """What every command that reads cards takes: the state directory, how long to wait for readers, the
+    settings file, PKCS#11 modules and the card policy's overrides."""
+    parser.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
+    parser.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
+    _add_config(parser)
+    if pkcs11:
+        _add_pkcs11(parser)
+    add_card_policy(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="digisign-web", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -137,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the local HTTPS signing server")
-    p.add_argument("--config", type=path_arg, help="DigiSign.conf-style settings file")
+    _add_config(p)
     p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--port", type=port_number, default=None,
                    help="first HTTPS port to try (default: httpsPorts, i.e. 53952, then 23124, then 8089)")
@@ -163,11 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="also report the APDUs this listing cost")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES,
                    help="list an in-process virtual card instead of PC/SC readers")
-    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
-    _add_config(p)
-    _add_pkcs11(p)
-    add_card_policy(p)
+    _add_card_options(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("sign", help="sign a local file with the card (or the virtual card)")
@@ -191,11 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "handles one; the server never does this)")
     p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
-    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
-    _add_config(p)
-    _add_pkcs11(p)
-    add_card_policy(p)
+    _add_card_options(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="verify a CMS, PDF or XMLDSig signature")
@@ -216,20 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (status)")
     p.add_argument("--reader", help="use the card in this reader (default: the first usable card)")
     p.add_argument("--virtual-card", choices=VIRTUAL_PROFILES)
-    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
-    _add_config(p)
-    add_card_policy(p)
+    _add_card_options(p, pkcs11=False)
     p.set_defaults(func=cmd_pin)
 
     p = sub.add_parser("doctor", help="check everything that browser signing needs, one line per check")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--state-dir", type=path_arg, default=default_state_dir_text())
     p.add_argument("--port", type=port_number, default=None, help="the SCS port to check (default: httpsPorts)")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for readers to appear")
-    _add_config(p)
-    _add_pkcs11(p)
-    add_card_policy(p)
+    _add_card_options(p)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("service", help="run the server at login (systemd user unit, or XDG autostart)",
