@@ -137,3 +137,20 @@ def test_recording_files_carry_their_source() -> None:
         recording = Recording.load(path)
         assert recording.max_block == 0xB5
     assert "Estonian Information System Authority" in (RECORDINGS / "LICENSE-libelectronic-id").read_text()
+
+
+def test_a_real_card_without_a_serial_is_read_the_same_with_the_cache_on(recording: str, tmp_path) -> None:
+    """The recordings hold no EF.TokenInfo, so no serial to key a cache file by (D57): with the cache on, the
+    card is read as without it, byte for byte, for one more APDU (the SELECT that finds no EF.TokenInfo), and
+    nothing is written."""
+    from card.cache import CardCache
+
+    card, plain = open_recorded(recording)
+    plain_certs = [c.der for c in plain.certificates()]
+    plain_apdus, plain_selects = card.stats.apdus, card.stats.by_command["SELECT"]
+    cached_card = RecordedCard.load(RECORDINGS / f"{recording}.json")
+    token = Token.open(InProcessTransport(cached_card), cache=CardCache(tmp_path / "cache", 1))
+    assert [c.der for c in token.certificates()] == plain_certs
+    assert token.cache_state == "uncacheable"
+    assert cached_card.stats.apdus == plain_apdus + 1 and cached_card.stats.by_command["SELECT"] == plain_selects + 1
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
